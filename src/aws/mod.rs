@@ -1,0 +1,1 @@
+//! aws (under construction).

@@ -1,0 +1,49 @@
+//! The `vpc-cni <command>` command line.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: vpc-cni <command> [options]
+
+Pod networking for Kubernetes on AWS. The same binary is the CNI plugin when
+called as aws-cni, and ipamd when called as aws-k8s-agent or ipamd.
+
+commands:
+  ipamd       run the node IP address manager (same as argv[0] aws-k8s-agent)
+  cni         run the CNI plugin (same as argv[0] aws-cni)
+  max-pods    print the kubelet --max-pods value for an instance type
+  config      print the effective configuration from the environment as JSON
+
+options:
+  -h, --help     print this help
+  -V, --version  print the version and git revision
+";
+
+/// Runs the CLI with the arguments after argv[0].
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let mut args = args.into_iter();
+    let Some(cmd) = args.next() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let _rest: Vec<OsString> = args.collect();
+    match cmd.to_str() {
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some("-V" | "--version" | "version") => {
+            println!("vpc-cni {} ({})", crate::VERSION, crate::GIT_REV);
+            ExitCode::SUCCESS
+        }
+        Some("ipamd") => crate::ipamd::daemon_main(),
+        Some("cni") => crate::cni::plugin_main(),
+        Some("max-pods") => crate::entry::not_implemented("max-pods"),
+        Some("config") => crate::entry::not_implemented("config"),
+        _ => {
+            eprintln!("vpc-cni: unknown command {cmd:?}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! ipam (under construction).

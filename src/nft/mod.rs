@@ -1,0 +1,1 @@
+//! nft (under construction).
