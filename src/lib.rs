@@ -13,6 +13,7 @@ pub mod config;
 pub mod entry;
 pub mod ipam;
 pub mod ipamd;
+pub mod limits;
 pub mod logging;
 pub mod netlink;
 pub mod nft;
