@@ -1,1 +1,847 @@
-//! rpc (under construction).
+//! The plugin ↔ ipamd protocol: a unix stream socket carrying framed JSON requests and replies.
+//!
+//! **Framing.** Each message is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON
+//! (at most [`MAX_FRAME`]). A connection carries one or more request/reply pairs in turn; the plugin sends
+//! one and closes.
+//!
+//! **Request**: `{"clientVersion": "<crate::VERSION>", "call": {"method": "AddNetwork", "params": {…}}}`;
+//! methods `AddNetwork`, `DelNetwork`, `Status` (no params), `GcNetwork`.
+//! **Reply**: `{"ok": {"method": "AddNetwork", "result": {…}}}` or `{"error": {"code": "FailedPrecondition",
+//! "message": "…"}}`.
+//!
+//! The server rejects a request whose `clientVersion` differs from its own [`crate::VERSION`] with
+//! `FailedPrecondition`, as upstream's `validateVersion` does. Each side applies a deadline to every read and
+//! write (socket timeouts). The socket is created with mode 0660 (owned by the user ipamd runs as: root).
+//!
+//! The fields of `AddNetwork`/`DelNetwork` are those of upstream's gRPC `AddNetworkRequest`/`Reply` and
+//! `DelNetworkRequest`/`Reply`; `GcNetwork` is ours (CNI 1.1 GC).
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Default socket path (upstream v1.23+).
+pub const DEFAULT_SOCKET: &str = "/var/run/aws-node/ipamd.sock";
+/// Environment variable overriding the socket path (both sides read it).
+pub const SOCKET_ENV: &str = "VPC_CNI_IPAMD_SOCKET";
+/// Largest frame accepted, in bytes.
+pub const MAX_FRAME: usize = 1 << 20;
+/// Default per-request deadline of the plugin's client.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The socket path from [`SOCKET_ENV`], else [`DEFAULT_SOCKET`].
+pub fn socket_path_from_env() -> PathBuf {
+    std::env::var_os(SOCKET_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+}
+
+/// `AddNetwork`: assign an address to (network name, container id, ifname).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AddNetworkRequest {
+    /// `K8S_POD_NAME`.
+    pub k8s_pod_name: String,
+    /// `K8S_POD_NAMESPACE`.
+    pub k8s_pod_namespace: String,
+    /// `K8S_POD_INFRA_CONTAINER_ID`.
+    pub k8s_pod_infra_container_id: String,
+    /// `CNI_NETNS`.
+    pub netns: String,
+    /// `CNI_IFNAME`.
+    pub if_name: String,
+    /// Network name from the configuration.
+    pub network_name: String,
+    /// `CNI_CONTAINERID`.
+    pub container_id: String,
+    /// Multi-NIC pods (not wired by this plugin yet; always false).
+    pub requires_multi_nic_attachment: bool,
+}
+
+/// One address handed out (or released).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct IpAllocation {
+    /// IPv4 address (dotted quad), empty if none.
+    pub ipv4_addr: String,
+    /// IPv6 address, empty if none.
+    pub ipv6_addr: String,
+    /// Device number of the ENI that owns the address.
+    pub device_number: u32,
+    /// Route table of that ENI; **0 means the primary ENI** (main table, no from-pod rule).
+    pub route_table_id: u32,
+}
+
+/// Reply to `AddNetwork`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AddNetworkReply {
+    /// Whether an address was assigned.
+    pub success: bool,
+    /// The addresses (one per interface; the plugin wires the first).
+    pub ip_allocations: Vec<IpAllocation>,
+    /// `AWS_VPC_K8S_CNI_EXTERNALSNAT`.
+    pub use_external_snat: bool,
+    /// VPC IPv4 CIDRs.
+    pub vpc_v4_cidrs: Vec<String>,
+    /// VPC IPv6 CIDRs.
+    pub vpc_v6_cidrs: Vec<String>,
+    /// VLAN id for branch-ENI pods (0 = none).
+    pub pod_vlan_id: u32,
+    /// Branch ENI MAC.
+    pub pod_eni_mac: String,
+    /// Branch ENI subnet gateway.
+    pub pod_eni_subnet_gw: String,
+    /// Parent interface index for branch ENIs.
+    pub parent_if_index: u32,
+    /// Network policy mode (empty = no policy agent call).
+    pub network_policy_mode: String,
+}
+
+/// `DelNetwork`: release the address of (network name, container id, ifname).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DelNetworkRequest {
+    /// `K8S_POD_NAME`.
+    pub k8s_pod_name: String,
+    /// `K8S_POD_NAMESPACE`.
+    pub k8s_pod_namespace: String,
+    /// `K8S_POD_INFRA_CONTAINER_ID`.
+    pub k8s_pod_infra_container_id: String,
+    /// Why: `PodDeleted`, or `SetupNSFailed` when an ADD is undone.
+    pub reason: String,
+    /// `CNI_CONTAINERID`.
+    pub container_id: String,
+    /// `CNI_IFNAME`.
+    pub if_name: String,
+    /// Network name.
+    pub network_name: String,
+    /// `K8S_POD_UID`.
+    pub k8s_pod_uid: String,
+}
+
+/// Reply to `DelNetwork`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DelNetworkReply {
+    /// Whether an address was released.
+    pub success: bool,
+    /// The released addresses.
+    pub ip_allocations: Vec<IpAllocation>,
+    /// VLAN id for branch-ENI pods.
+    pub pod_vlan_id: u32,
+    /// Network policy mode.
+    pub network_policy_mode: String,
+}
+
+/// Reply to `Status` (CNI STATUS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct StatusReply {
+    /// Whether ipamd can serve ADDs (initialised, with addresses to give).
+    pub ready: bool,
+    /// Why not, when not ready.
+    pub message: String,
+}
+
+/// One (container id, ifname) pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AttachmentKey {
+    /// Container id.
+    pub container_id: String,
+    /// Interface name.
+    pub if_name: String,
+}
+
+/// `GcNetwork` (CNI GC): release every assignment of `network_name` whose key is not in `valid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GcRequest {
+    /// Network name.
+    pub network_name: String,
+    /// Attachments to keep.
+    pub valid: Vec<AttachmentKey>,
+}
+
+/// One assignment released by GC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Released {
+    /// The key it was assigned to.
+    pub key: AttachmentKey,
+    /// The address.
+    pub ipv4_addr: String,
+    /// Pod namespace recorded with the assignment (to find its host veth), empty if unknown.
+    pub k8s_pod_namespace: String,
+    /// Pod name recorded with the assignment, empty if unknown.
+    pub k8s_pod_name: String,
+}
+
+/// Reply to `GcNetwork`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GcReply {
+    /// What was released.
+    pub released: Vec<Released>,
+}
+
+/// A request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params")]
+pub enum Call {
+    /// Assign an address.
+    AddNetwork(AddNetworkRequest),
+    /// Release an address.
+    DelNetwork(DelNetworkRequest),
+    /// Readiness.
+    Status,
+    /// Garbage-collect assignments.
+    GcNetwork(GcRequest),
+}
+
+/// A request frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    /// The sender's [`crate::VERSION`].
+    pub client_version: String,
+    /// What is asked.
+    pub call: Call,
+}
+
+/// A successful reply body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "result")]
+pub enum Reply {
+    /// To `AddNetwork`.
+    AddNetwork(AddNetworkReply),
+    /// To `DelNetwork`.
+    DelNetwork(DelNetworkReply),
+    /// To `Status`.
+    Status(StatusReply),
+    /// To `GcNetwork`.
+    GcNetwork(GcReply),
+}
+
+/// gRPC-style status codes the server answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RpcCode {
+    /// Version mismatch between plugin and ipamd.
+    FailedPrecondition,
+    /// Malformed request.
+    InvalidArgument,
+    /// No assignment for that key (DEL of an unknown pod).
+    NotFound,
+    /// No address available now.
+    ResourceExhausted,
+    /// ipamd not ready yet.
+    Unavailable,
+    /// Anything else.
+    Internal,
+}
+
+/// An error answered by the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcError {
+    /// The kind.
+    pub code: RpcCode,
+    /// What failed, on which object.
+    pub message: String,
+}
+
+impl RpcError {
+    /// An error with a code and message.
+    pub fn new(code: RpcCode, message: impl Into<String>) -> Self {
+        RpcError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for RpcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for RpcError {}
+
+/// A reply frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ReplyFrame {
+    /// Success.
+    Ok(Reply),
+    /// Failure.
+    Error(RpcError),
+}
+
+/// Writes one frame.
+pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> io::Result<()> {
+    let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    if body.len() > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("frame of {} bytes exceeds {MAX_FRAME}", body.len()),
+        ));
+    }
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&body);
+    w.write_all(&buf)?;
+    w.flush()
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream before the length.
+pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> io::Result<Option<T>> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame length {len} exceeds {MAX_FRAME}"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad frame: {e}")))
+}
+
+/// Why a call from the plugin failed.
+#[derive(Debug)]
+pub enum ClientError {
+    /// Nothing is listening (or the socket does not exist): ipamd is down or not started.
+    Unreachable {
+        /// Socket path.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+    /// ipamd accepted but did not answer within the deadline, or the stream broke.
+    Io {
+        /// Socket path.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+    /// ipamd answered something we do not understand.
+    Protocol(String),
+    /// ipamd answered with an error.
+    Remote(RpcError),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Unreachable { path, source } => {
+                write!(f, "connect to ipamd at {}: {source}", path.display())
+            }
+            ClientError::Io { path, source } => {
+                write!(f, "talk to ipamd at {}: {source}", path.display())
+            }
+            ClientError::Protocol(m) => write!(f, "unexpected answer from ipamd: {m}"),
+            ClientError::Remote(e) => write!(f, "ipamd: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// The plugin's side: one connection per call, with a deadline on every read and write.
+#[derive(Debug, Clone)]
+pub struct Client {
+    path: PathBuf,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client for the socket at `path`.
+    pub fn new(path: impl Into<PathBuf>, timeout: Duration) -> Self {
+        Client {
+            path: path.into(),
+            timeout,
+        }
+    }
+
+    /// A client for [`socket_path_from_env`] with [`DEFAULT_TIMEOUT`].
+    pub fn from_env() -> Self {
+        Client::new(socket_path_from_env(), DEFAULT_TIMEOUT)
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sends `call` and returns the reply.
+    pub fn call(&self, call: Call) -> Result<Reply, ClientError> {
+        let mut stream =
+            UnixStream::connect(&self.path).map_err(|source| ClientError::Unreachable {
+                path: self.path.clone(),
+                source,
+            })?;
+        let io_err = |source| ClientError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        stream
+            .set_read_timeout(Some(self.timeout))
+            .map_err(io_err)?;
+        stream
+            .set_write_timeout(Some(self.timeout))
+            .map_err(io_err)?;
+        let req = Request {
+            client_version: crate::VERSION.to_string(),
+            call,
+        };
+        write_frame(&mut stream, &req).map_err(io_err)?;
+        match read_frame::<ReplyFrame>(&mut stream).map_err(io_err)? {
+            None => Err(ClientError::Protocol(
+                "connection closed without a reply".into(),
+            )),
+            Some(ReplyFrame::Ok(reply)) => Ok(reply),
+            Some(ReplyFrame::Error(e)) => Err(ClientError::Remote(e)),
+        }
+    }
+
+    /// `AddNetwork`.
+    pub fn add_network(&self, req: AddNetworkRequest) -> Result<AddNetworkReply, ClientError> {
+        match self.call(Call::AddNetwork(req))? {
+            Reply::AddNetwork(r) => Ok(r),
+            other => Err(ClientError::Protocol(format!(
+                "AddNetwork answered with {other:?}"
+            ))),
+        }
+    }
+
+    /// `DelNetwork`.
+    pub fn del_network(&self, req: DelNetworkRequest) -> Result<DelNetworkReply, ClientError> {
+        match self.call(Call::DelNetwork(req))? {
+            Reply::DelNetwork(r) => Ok(r),
+            other => Err(ClientError::Protocol(format!(
+                "DelNetwork answered with {other:?}"
+            ))),
+        }
+    }
+
+    /// `Status`.
+    pub fn status(&self) -> Result<StatusReply, ClientError> {
+        match self.call(Call::Status)? {
+            Reply::Status(r) => Ok(r),
+            other => Err(ClientError::Protocol(format!(
+                "Status answered with {other:?}"
+            ))),
+        }
+    }
+
+    /// `GcNetwork`.
+    pub fn gc_network(&self, req: GcRequest) -> Result<GcReply, ClientError> {
+        match self.call(Call::GcNetwork(req))? {
+            Reply::GcNetwork(r) => Ok(r),
+            other => Err(ClientError::Protocol(format!(
+                "GcNetwork answered with {other:?}"
+            ))),
+        }
+    }
+}
+
+/// What ipamd implements behind the socket. Calls arrive on connection threads, concurrently.
+pub trait AddressManager: Send + Sync {
+    /// Assign (or return the existing) address of the request's key.
+    fn add_network(&self, req: &AddNetworkRequest) -> Result<AddNetworkReply, RpcError>;
+    /// Release the address of the request's key; `NotFound` if there is none.
+    fn del_network(&self, req: &DelNetworkRequest) -> Result<DelNetworkReply, RpcError>;
+    /// Whether ADDs can be served now.
+    fn status(&self) -> StatusReply;
+    /// Release assignments of the network absent from the valid list.
+    fn gc_network(&self, req: &GcRequest) -> Result<GcReply, RpcError>;
+}
+
+/// Answers one request: version check, then dispatch.
+pub fn dispatch(manager: &dyn AddressManager, req: Request) -> ReplyFrame {
+    if req.client_version != crate::VERSION {
+        return ReplyFrame::Error(RpcError::new(
+            RpcCode::FailedPrecondition,
+            format!(
+                "plugin version {:?} does not match ipamd version {:?}; install the same release of both",
+                req.client_version,
+                crate::VERSION
+            ),
+        ));
+    }
+    let result = match req.call {
+        Call::AddNetwork(r) => manager.add_network(&r).map(Reply::AddNetwork),
+        Call::DelNetwork(r) => manager.del_network(&r).map(Reply::DelNetwork),
+        Call::Status => Ok(Reply::Status(manager.status())),
+        Call::GcNetwork(r) => manager.gc_network(&r).map(Reply::GcNetwork),
+    };
+    match result {
+        Ok(r) => ReplyFrame::Ok(r),
+        Err(e) => ReplyFrame::Error(e),
+    }
+}
+
+/// A bound, not yet serving, ipamd socket.
+#[derive(Debug)]
+pub struct Server {
+    path: PathBuf,
+    listener: UnixListener,
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum ServerError {
+    /// Another process answers on the socket.
+    InUse(PathBuf),
+    /// Creating, binding or chmod-ing the socket failed.
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// Socket path.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::InUse(p) => write!(
+                f,
+                "ipamd socket {} is served by another process",
+                p.display()
+            ),
+            ServerError::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl Server {
+    /// Binds `path` (creating its directory), replacing a stale socket nobody answers on; mode 0660.
+    pub fn bind(path: impl Into<PathBuf>) -> Result<Server, ServerError> {
+        let path = path.into();
+        let io = |op, source| ServerError::Io {
+            op,
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io("create directory of", e))?;
+        }
+        let listener = match UnixListener::bind(&path) {
+            Ok(l) => l,
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                if UnixStream::connect(&path).is_ok() {
+                    return Err(ServerError::InUse(path));
+                }
+                std::fs::remove_file(&path).map_err(|e| io("remove stale socket", e))?;
+                UnixListener::bind(&path).map_err(|e| io("bind", e))?
+            }
+            Err(e) => return Err(io("bind", e)),
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))
+            .map_err(|e| io("chmod 0660", e))?;
+        Ok(Server { path, listener })
+    }
+
+    /// Serves on a background thread; each connection gets its own thread and `deadline` per read/write.
+    pub fn spawn(
+        self,
+        manager: Arc<dyn AddressManager>,
+        deadline: Duration,
+    ) -> Result<ServerHandle, ServerError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_accept = stop.clone();
+        let Server { path, listener } = self;
+        let thread = std::thread::Builder::new()
+            .name("ipamd-rpc".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if stop_accept.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = conn else { continue };
+                    let manager = manager.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name("ipamd-rpc-conn".into())
+                        .spawn(move || serve_connection(stream, manager.as_ref(), deadline));
+                    if let Err(e) = spawned {
+                        log::error!("rpc: cannot start a connection thread: {e}");
+                    }
+                }
+            })
+            .map_err(|source| ServerError::Io {
+                op: "start the server thread for",
+                path: path.clone(),
+                source,
+            })?;
+        Ok(ServerHandle {
+            path,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+fn serve_connection(mut stream: UnixStream, manager: &dyn AddressManager, deadline: Duration) {
+    if stream.set_read_timeout(Some(deadline)).is_err()
+        || stream.set_write_timeout(Some(deadline)).is_err()
+    {
+        return;
+    }
+    loop {
+        let reply = match read_frame::<Request>(&mut stream) {
+            Ok(None) => return,
+            Ok(Some(req)) => dispatch(manager, req),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                ReplyFrame::Error(RpcError::new(RpcCode::InvalidArgument, e.to_string()))
+            }
+            Err(e) => {
+                log::debug!("rpc: connection ended: {e}");
+                return;
+            }
+        };
+        let failed = matches!(&reply, ReplyFrame::Error(e) if e.code == RpcCode::InvalidArgument);
+        if let Err(e) = write_frame(&mut stream, &reply) {
+            log::debug!("rpc: cannot send a reply: {e}");
+            return;
+        }
+        if failed {
+            return;
+        }
+    }
+}
+
+/// A serving socket; shutting down (or dropping) stops accepting and removes the socket file.
+#[derive(Debug)]
+pub struct ServerHandle {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops accepting new connections, waits for the accept thread and removes the socket.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stop.store(true, Ordering::SeqCst);
+            // Wake the blocking accept.
+            let _ = UnixStream::connect(&self.path);
+            let _ = thread.join();
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn frames_are_length_prefixed_json() {
+        let mut buf = Vec::new();
+        let req = Request {
+            client_version: "1.2.3".into(),
+            call: Call::Status,
+        };
+        write_frame(&mut buf, &req).unwrap();
+        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        assert_eq!(len, buf.len() - 4);
+        let text = std::str::from_utf8(&buf[4..]).unwrap();
+        assert_eq!(
+            text,
+            r#"{"clientVersion":"1.2.3","call":{"method":"Status"}}"#
+        );
+        let back: Request = read_frame(&mut &buf[..]).unwrap().unwrap();
+        assert_eq!(back, req);
+    }
+
+    #[test]
+    fn oversized_and_truncated_frames_are_refused() {
+        let mut big = (MAX_FRAME as u32 + 1).to_be_bytes().to_vec();
+        big.extend_from_slice(b"{}");
+        assert!(read_frame::<Request>(&mut &big[..]).is_err());
+        let truncated = [0u8, 0, 0, 10, b'{'];
+        assert!(read_frame::<Request>(&mut &truncated[..]).is_err());
+        assert!(read_frame::<Request>(&mut &[][..]).unwrap().is_none());
+    }
+
+    /// A fixed-answer manager, to test the transport only.
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl AddressManager for Recorder {
+        fn add_network(&self, req: &AddNetworkRequest) -> Result<AddNetworkReply, RpcError> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("add {}", req.container_id));
+            Ok(AddNetworkReply {
+                success: true,
+                ip_allocations: vec![IpAllocation {
+                    ipv4_addr: "10.0.0.9".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+        }
+        fn del_network(&self, req: &DelNetworkRequest) -> Result<DelNetworkReply, RpcError> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("del {}", req.container_id));
+            Err(RpcError::new(RpcCode::NotFound, "no such pod"))
+        }
+        fn status(&self) -> StatusReply {
+            StatusReply {
+                ready: true,
+                message: String::new(),
+            }
+        }
+        fn gc_network(&self, _req: &GcRequest) -> Result<GcReply, RpcError> {
+            Ok(GcReply::default())
+        }
+    }
+
+    fn temp_socket(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("vcni-rpc-{}-{tag}.sock", std::process::id()))
+    }
+
+    #[test]
+    fn client_and_server_talk_over_a_socket_with_mode_0660() {
+        let path = temp_socket("talk");
+        let mgr = Arc::new(Recorder(Mutex::new(Vec::new())));
+        let handle = Server::bind(&path)
+            .unwrap()
+            .spawn(mgr.clone(), Duration::from_secs(2))
+            .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        let client = Client::new(&path, Duration::from_secs(2));
+        let r = client
+            .add_network(AddNetworkRequest {
+                container_id: "c1".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(r.ip_allocations[0].ipv4_addr, "10.0.0.9");
+        match client.del_network(DelNetworkRequest::default()) {
+            Err(ClientError::Remote(e)) => assert_eq!(e.code, RpcCode::NotFound),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(client.status().unwrap().ready);
+        assert_eq!(
+            *mgr.0.lock().unwrap(),
+            vec!["add c1".to_string(), "del ".to_string()]
+        );
+        // A second server on the same live socket is refused.
+        assert!(matches!(Server::bind(&path), Err(ServerError::InUse(_))));
+        handle.shutdown();
+        assert!(!path.exists());
+        match client.status() {
+            Err(ClientError::Unreachable { .. }) => {}
+            other => panic!("expected unreachable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_different_client_version_is_a_failed_precondition() {
+        let mgr = Recorder(Mutex::new(Vec::new()));
+        let reply = dispatch(
+            &mgr,
+            Request {
+                client_version: "0.0.0-other".into(),
+                call: Call::Status,
+            },
+        );
+        match reply {
+            ReplyFrame::Error(e) => {
+                assert_eq!(e.code, RpcCode::FailedPrecondition);
+                assert!(e.message.contains("0.0.0-other"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(mgr.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_stale_socket_file_is_replaced() {
+        let path = temp_socket("stale");
+        let _ = std::fs::remove_file(&path);
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let handle = Server::bind(&path)
+            .unwrap()
+            .spawn(
+                Arc::new(Recorder(Mutex::new(Vec::new()))),
+                Duration::from_secs(1),
+            )
+            .unwrap();
+        assert!(Client::new(&path, Duration::from_secs(1)).status().is_ok());
+        drop(handle);
+    }
+
+    #[test]
+    fn garbage_gets_an_invalid_argument_reply() {
+        let path = temp_socket("garbage");
+        let handle = Server::bind(&path)
+            .unwrap()
+            .spawn(
+                Arc::new(Recorder(Mutex::new(Vec::new()))),
+                Duration::from_secs(1),
+            )
+            .unwrap();
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.write_all(&[0, 0, 0, 3, b'x', b'y', b'z']).unwrap();
+        let reply: ReplyFrame = read_frame(&mut s).unwrap().unwrap();
+        assert!(matches!(
+            reply,
+            ReplyFrame::Error(RpcError {
+                code: RpcCode::InvalidArgument,
+                ..
+            })
+        ));
+        drop(handle);
+    }
+}

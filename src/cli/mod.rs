@@ -41,6 +41,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Some("cni") => crate::cni::plugin_main(),
         Some("max-pods") => crate::entry::not_implemented("max-pods"),
         Some("config") => crate::entry::not_implemented("config"),
+        Some("install-cni") => crate::cni::install::cli_main(_rest),
         _ => {
             eprintln!("vpc-cni: unknown command {cmd:?}\n\n{USAGE}");
             ExitCode::from(2)

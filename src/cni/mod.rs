@@ -1,8 +1,500 @@
 //! The CNI plugin (argv[0] `aws-cni`).
+//!
+//! - [`spec`]: the CNI contract (environment, configuration, results, errors, versions) — pure;
+//! - [`plan`]: configuration + allocation → ordered kernel steps — pure;
+//! - [`apply`]: the [`apply::PodNet`] seam and the run/undo/verify rules;
+//! - [`kernel`]: [`apply::PodNet`] on rtnetlink;
+//! - [`install`]: writing `10-aws.conflist` and linking the binary as `aws-cni`;
+//! - this module: the commands (ADD, DEL, CHECK, STATUS, GC, VERSION) over an [`Ipamd`] and a [`apply::PodNet`].
+//!
+//! stdout carries only the result or the error JSON; logs go to `pluginLogFile` or stderr.
 
+pub mod apply;
+pub mod install;
+pub mod kernel;
+mod logger;
+pub mod plan;
+pub mod spec;
+
+use std::io::{Read, Write};
+use std::net::Ipv4Addr;
 use std::process::ExitCode;
+
+use serde_json::Value;
+
+use crate::rpc::{self, ClientError, RpcCode};
+use apply::PodNet;
+use plan::{PodWiring, Teardown, GATEWAY};
+use spec::{CniError, CniResult, Command, Env, ErrorCode, Interface, IpConfig, NetConf, Route};
+
+/// What the plugin needs from ipamd; [`rpc::Client`] in production.
+pub trait Ipamd {
+    /// `AddNetwork`.
+    fn add(&self, req: rpc::AddNetworkRequest) -> Result<rpc::AddNetworkReply, ClientError>;
+    /// `DelNetwork`.
+    fn del(&self, req: rpc::DelNetworkRequest) -> Result<rpc::DelNetworkReply, ClientError>;
+    /// `Status`.
+    fn status(&self) -> Result<rpc::StatusReply, ClientError>;
+    /// `GcNetwork`.
+    fn gc(&self, req: rpc::GcRequest) -> Result<rpc::GcReply, ClientError>;
+}
+
+impl Ipamd for rpc::Client {
+    fn add(&self, req: rpc::AddNetworkRequest) -> Result<rpc::AddNetworkReply, ClientError> {
+        self.add_network(req)
+    }
+    fn del(&self, req: rpc::DelNetworkRequest) -> Result<rpc::DelNetworkReply, ClientError> {
+        self.del_network(req)
+    }
+    fn status(&self) -> Result<rpc::StatusReply, ClientError> {
+        rpc::Client::status(self)
+    }
+    fn gc(&self, req: rpc::GcRequest) -> Result<rpc::GcReply, ClientError> {
+        self.gc_network(req)
+    }
+}
 
 /// Entry point of the CNI plugin role.
 pub fn plugin_main() -> ExitCode {
-    crate::entry::not_implemented("the aws-cni plugin")
+    let mut stdin = Vec::new();
+    let read = std::io::stdin().read_to_end(&mut stdin);
+    let env = Env::from_vars(|k| std::env::var(k).ok());
+    let version = spec::peek_version(&stdin)
+        .filter(|v| spec::SUPPORTED_VERSIONS.contains(&v.as_str()))
+        .unwrap_or_else(|| spec::LATEST_VERSION.to_string());
+    logger::init(&stdin);
+    let outcome = match (read, env) {
+        (Err(e), _) => Err(CniError::new(
+            ErrorCode::IoFailure,
+            "cannot read the network configuration from stdin",
+            e.to_string(),
+        )),
+        (_, Err(e)) => Err(e),
+        (Ok(_), Ok(env)) => {
+            log::info!(
+                "{:?} container={} netns={:?} ifname={} pod={}/{}",
+                env.command,
+                env.container_id,
+                env.netns,
+                env.ifname,
+                env.args.pod_namespace,
+                env.args.pod_name
+            );
+            match env.command {
+                Command::Status | Command::Version => {
+                    run(&env, &stdin, &rpc::Client::from_env(), &mut NoKernel)
+                }
+                _ => match kernel::KernelNet::open() {
+                    Ok(mut net) => run(&env, &stdin, &rpc::Client::from_env(), &mut net),
+                    Err(e) => Err(CniError::new(
+                        ErrorCode::IoFailure,
+                        "cannot open route netlink in the host namespace",
+                        e.to_string(),
+                    )),
+                },
+            }
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match outcome {
+        Ok(Some(v)) => {
+            let _ = writeln!(out, "{v}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            let _ = writeln!(out, "{}", e.to_json(&version));
+            ExitCode::FAILURE
+        }
+    }
 }
+
+/// A [`PodNet`] for commands that never touch the kernel (STATUS, VERSION).
+struct NoKernel;
+
+impl NoKernel {
+    fn refuse(step: String) -> apply::NetError {
+        apply::NetError {
+            step,
+            cause: "this command does not touch the kernel".into(),
+        }
+    }
+}
+
+impl PodNet for NoKernel {
+    fn apply(&mut self, op: &plan::Op) -> Result<(), apply::NetError> {
+        Err(Self::refuse(op.to_string()))
+    }
+    fn verify(&mut self, op: &plan::Op) -> Result<(), apply::NetError> {
+        Err(Self::refuse(op.to_string()))
+    }
+    fn host_mac(&mut self, host_ifname: &str) -> Result<String, apply::NetError> {
+        Err(Self::refuse(format!("read MAC of {host_ifname}")))
+    }
+    fn netns_exists(&mut self, _netns: &str) -> bool {
+        false
+    }
+}
+
+/// Runs one command. `Ok(Some(json))` is printed on stdout; `Ok(None)` prints nothing.
+pub fn run(
+    env: &Env,
+    stdin: &[u8],
+    ipamd: &dyn Ipamd,
+    net: &mut dyn PodNet,
+) -> Result<Option<Value>, CniError> {
+    if env.command == Command::Version {
+        let v = spec::peek_version(stdin).unwrap_or_else(|| spec::LATEST_VERSION.to_string());
+        return Ok(Some(spec::version_json(&v)));
+    }
+    let conf = NetConf::parse(stdin, env.command)?;
+    match env.command {
+        Command::Add => cmd_add(env, &conf, ipamd, net).map(Some),
+        Command::Del => cmd_del(env, &conf, ipamd, net).map(|()| None),
+        Command::Check => cmd_check(env, &conf, net).map(|()| None),
+        Command::Status => cmd_status(ipamd).map(|()| None),
+        Command::Gc => cmd_gc(&conf, ipamd, net).map(|()| None),
+        Command::Version => Ok(None),
+    }
+}
+
+/// The host veth name of this pod: from the kubelet's pod name, else (no K8S args) from the container id.
+fn host_ifname(env: &Env, conf: &NetConf) -> String {
+    if env.args.pod_name.is_empty() && env.args.pod_namespace.is_empty() {
+        plan::host_veth_name(&conf.veth_prefix, &env.container_id, &env.ifname)
+    } else {
+        plan::host_veth_name(
+            &conf.veth_prefix,
+            &env.args.pod_namespace,
+            &env.args.pod_name,
+        )
+    }
+}
+
+fn ipamd_error(what: &str, e: ClientError) -> CniError {
+    match e {
+        ClientError::Unreachable { .. } | ClientError::Io { .. } => CniError::new(
+            ErrorCode::TryAgainLater,
+            format!("{what}: ipamd is not answering"),
+            format!("{e}; is aws-node (ipamd) running on this node?"),
+        ),
+        ClientError::Remote(r) if r.code == RpcCode::Unavailable => CniError::new(
+            ErrorCode::TryAgainLater,
+            format!("{what}: ipamd is not ready"),
+            r.message,
+        ),
+        other => CniError::new(ErrorCode::IpamdFailed, what.to_string(), other.to_string()),
+    }
+}
+
+fn del_request(env: &Env, conf: &NetConf, reason: &str) -> rpc::DelNetworkRequest {
+    rpc::DelNetworkRequest {
+        k8s_pod_name: env.args.pod_name.clone(),
+        k8s_pod_namespace: env.args.pod_namespace.clone(),
+        k8s_pod_infra_container_id: env.args.infra_container_id.clone(),
+        reason: reason.to_string(),
+        container_id: env.container_id.clone(),
+        if_name: env.ifname.clone(),
+        network_name: conf.name.clone(),
+        k8s_pod_uid: env.args.pod_uid.clone(),
+    }
+}
+
+fn cmd_add(
+    env: &Env,
+    conf: &NetConf,
+    ipamd: &dyn Ipamd,
+    net: &mut dyn PodNet,
+) -> Result<Value, CniError> {
+    let netns = env.netns.clone().unwrap_or_default();
+    if !net.netns_exists(&netns) {
+        return Err(CniError::new(
+            ErrorCode::InvalidEnvironment,
+            "CNI_NETNS is not a network namespace",
+            format!("{netns:?} does not exist or cannot be entered"),
+        ));
+    }
+    let reply = ipamd
+        .add(rpc::AddNetworkRequest {
+            k8s_pod_name: env.args.pod_name.clone(),
+            k8s_pod_namespace: env.args.pod_namespace.clone(),
+            k8s_pod_infra_container_id: env.args.infra_container_id.clone(),
+            netns: netns.clone(),
+            if_name: env.ifname.clone(),
+            network_name: conf.name.clone(),
+            container_id: env.container_id.clone(),
+            requires_multi_nic_attachment: false,
+        })
+        .map_err(|e| ipamd_error("failed to assign an IP address to container", e))?;
+    let alloc = reply.ip_allocations.first().cloned().unwrap_or_default();
+    let ipv4 = match alloc.ipv4_addr.parse::<Ipv4Addr>() {
+        Ok(ip) if reply.success => ip,
+        _ => {
+            release_after_failure(env, conf, ipamd);
+            return Err(CniError::new(
+                ErrorCode::IpamdFailed,
+                "failed to assign an IP address to container",
+                format!(
+                    "ipamd answered success={} with address {:?}; an IPv4 address is required",
+                    reply.success, alloc.ipv4_addr
+                ),
+            ));
+        }
+    };
+    let wiring = PodWiring {
+        netns: netns.clone(),
+        pod_ifname: env.ifname.clone(),
+        host_ifname: host_ifname(env, conf),
+        ipv4,
+        mtu: conf.mtu,
+        route_table: alloc.route_table_id,
+    };
+    let setup = apply::apply_all(net, &plan::add_plan(&wiring))
+        .and_then(|()| net.host_mac(&wiring.host_ifname));
+    let host_mac = match setup {
+        Ok(mac) => mac,
+        Err(e) => {
+            let undo = plan::teardown_plan(&Teardown {
+                netns: Some(netns),
+                pod_ifname: env.ifname.clone(),
+                host_ifname: Some(wiring.host_ifname.clone()),
+                ipv4: Some(ipv4),
+            });
+            let leftovers = apply::teardown_all(net, &undo);
+            release_after_failure(env, conf, ipamd);
+            let mut details = format!("{e}; the wiring was undone and {ipv4} released");
+            for l in leftovers {
+                details.push_str(&format!("; undo also failed: {l}"));
+            }
+            return Err(CniError::new(
+                ErrorCode::SetupFailed,
+                "failed to set up the pod network",
+                details,
+            ));
+        }
+    };
+    log::info!(
+        "added {}/{} {ipv4} via {}",
+        env.args.pod_namespace,
+        env.args.pod_name,
+        wiring.host_ifname
+    );
+    let result = CniResult {
+        interfaces: vec![
+            Interface {
+                name: wiring.host_ifname.clone(),
+                mac: host_mac,
+                sandbox: String::new(),
+            },
+            Interface {
+                name: env.ifname.clone(),
+                mac: alloc.route_table_id.to_string(),
+                sandbox: wiring.netns.clone(),
+            },
+        ],
+        ips: vec![IpConfig {
+            address: format!("{ipv4}/32"),
+            gateway: Some(GATEWAY.to_string()),
+            interface: Some(1),
+        }],
+        routes: vec![Route {
+            dst: "0.0.0.0/0".into(),
+            gw: Some(GATEWAY.to_string()),
+        }],
+        dns: Value::Null,
+    };
+    Ok(result.to_json(&conf.cni_version))
+}
+
+fn release_after_failure(env: &Env, conf: &NetConf, ipamd: &dyn Ipamd) {
+    match ipamd.del(del_request(env, conf, "SetupNSFailed")) {
+        Ok(_) => {}
+        Err(ClientError::Remote(e)) if e.code == RpcCode::NotFound => {}
+        Err(e) => log::error!("release after a failed ADD of {}: {e}", env.container_id),
+    }
+}
+
+fn cmd_del(
+    env: &Env,
+    conf: &NetConf,
+    ipamd: &dyn Ipamd,
+    net: &mut dyn PodNet,
+) -> Result<(), CniError> {
+    let prev = conf.prev_result.as_ref();
+    let from_ipamd = match ipamd.del(del_request(env, conf, "PodDeleted")) {
+        Ok(reply) => reply
+            .ip_allocations
+            .first()
+            .and_then(|a| a.ipv4_addr.parse::<Ipv4Addr>().ok()),
+        Err(ClientError::Remote(e)) if e.code == RpcCode::NotFound => {
+            log::info!(
+                "ipamd has no address for {}/{}: {e}",
+                env.container_id,
+                env.ifname
+            );
+            None
+        }
+        Err(e) => {
+            // As upstream: no guarantee the runtime retries a DEL, so tear down from prevResult and succeed.
+            log::warn!(
+                "DEL of {}: {e}; tearing down from prevResult",
+                env.container_id
+            );
+            None
+        }
+    };
+    let ipv4 = from_ipamd.or_else(|| prev.and_then(CniResult::ipv4));
+    let netns = env.netns.clone().filter(|n| net.netns_exists(n));
+    let computed = host_ifname(env, conf);
+    let ops_for = |host: Option<String>| {
+        plan::teardown_plan(&Teardown {
+            netns: netns.clone(),
+            pod_ifname: env.ifname.clone(),
+            host_ifname: host,
+            ipv4,
+        })
+    };
+    let mut ops = ops_for(Some(computed.clone()));
+    if let Some(other) = prev
+        .and_then(|p| p.host_interface())
+        .map(|i| i.name.clone())
+    {
+        if other != computed {
+            ops.push(plan::Op::DeleteHostLink { name: other });
+        }
+    }
+    let failures = apply::teardown_all(net, &ops);
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(CniError::new(
+            ErrorCode::TeardownFailed,
+            "failed to tear down the pod network",
+            failures
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ))
+    }
+}
+
+fn cmd_check(env: &Env, conf: &NetConf, net: &mut dyn PodNet) -> Result<(), CniError> {
+    let prev = conf.prev_result.as_ref().ok_or_else(|| {
+        CniError::new(
+            ErrorCode::InvalidNetworkConfig,
+            "prevResult is required for CHECK",
+            "the runtime must pass the ADD result as prevResult",
+        )
+    })?;
+    let ipv4 = prev.ipv4().ok_or_else(|| {
+        CniError::new(
+            ErrorCode::InvalidNetworkConfig,
+            "prevResult has no IPv4 address",
+            "CHECK needs the address ADD assigned",
+        )
+    })?;
+    let netns = env.netns.clone().unwrap_or_default();
+    if !net.netns_exists(&netns) {
+        return Err(CniError::new(
+            ErrorCode::CheckFailed,
+            "pod network namespace is gone",
+            format!("{netns:?} does not exist"),
+        ));
+    }
+    let wiring = PodWiring {
+        netns,
+        pod_ifname: env.ifname.clone(),
+        host_ifname: host_ifname(env, conf),
+        ipv4,
+        mtu: conf.mtu,
+        route_table: prev.route_table(&env.ifname).unwrap_or(0),
+    };
+    let wrong = apply::verify_all(net, &plan::add_plan(&wiring));
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(CniError::new(
+            ErrorCode::CheckFailed,
+            format!(
+                "pod wiring of {ipv4} is not as set up ({} problem(s))",
+                wrong.len()
+            ),
+            wrong
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ))
+    }
+}
+
+fn cmd_status(ipamd: &dyn Ipamd) -> Result<(), CniError> {
+    match ipamd.status() {
+        Ok(s) if s.ready => Ok(()),
+        Ok(s) => Err(CniError::new(
+            ErrorCode::PluginNotAvailable,
+            "plugin not available: ipamd is not ready",
+            s.message,
+        )),
+        Err(e) => Err(CniError::new(
+            ErrorCode::PluginNotAvailable,
+            "plugin not available: ipamd is not answering",
+            e.to_string(),
+        )),
+    }
+}
+
+fn cmd_gc(conf: &NetConf, ipamd: &dyn Ipamd, net: &mut dyn PodNet) -> Result<(), CniError> {
+    let valid = conf
+        .valid_attachments
+        .iter()
+        .flatten()
+        .map(|a| rpc::AttachmentKey {
+            container_id: a.container_id.clone(),
+            if_name: a.ifname.clone(),
+        })
+        .collect();
+    let reply = ipamd
+        .gc(rpc::GcRequest {
+            network_name: conf.name.clone(),
+            valid,
+        })
+        .map_err(|e| ipamd_error("garbage collection of stale addresses failed", e))?;
+    let mut failures = Vec::new();
+    for r in &reply.released {
+        log::info!(
+            "gc released {} of {}/{}",
+            r.ipv4_addr,
+            r.key.container_id,
+            r.key.if_name
+        );
+        let host = (!r.k8s_pod_name.is_empty()).then(|| {
+            plan::host_veth_name(&conf.veth_prefix, &r.k8s_pod_namespace, &r.k8s_pod_name)
+        });
+        let ops = plan::teardown_plan(&Teardown {
+            netns: None,
+            pod_ifname: r.key.if_name.clone(),
+            host_ifname: host,
+            ipv4: r.ipv4_addr.parse().ok(),
+        });
+        failures.extend(apply::teardown_all(net, &ops));
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(CniError::new(
+            ErrorCode::TeardownFailed,
+            "addresses were released but some wiring could not be removed",
+            failures
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,400 @@
+//! Installing the plugin on a node: `10-aws.conflist` (written atomically) and the binary linked as `aws-cni`.
+//!
+//! ipamd calls [`install`] once it is ready to serve ADDs (as upstream writes the conflist only after
+//! `waitForIPAM`), so the runtime never schedules a pod onto a node whose ipamd cannot answer. The CLI exposes the
+//! same as `vpc-cni install-cni`.
+//!
+//! The conflist uses cniVersion **0.4.0**, as upstream does, so runtimes with older libcni (which know nothing of
+//! 1.x) accept it; the plugin itself speaks 0.3.0 … 1.1.0. Unlike upstream it does not set `disableCheck`: this
+//! plugin implements CHECK.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde_json::{json, Value};
+
+use super::spec;
+
+/// Node-install default for `HOST_CNI_CONFDIR_PATH` (the container image uses `/host/etc/cni/net.d`).
+pub const DEFAULT_CONF_DIR: &str = "/etc/cni/net.d";
+/// Node-install default for `HOST_CNI_BIN_PATH` (the container image uses `/host/opt/cni/bin`).
+pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
+/// The conflist file name.
+pub const CONFLIST_NAME: &str = "10-aws.conflist";
+/// Network name in the conflist (part of every ipamd assignment key).
+pub const NETWORK_NAME: &str = "aws-cni";
+/// cniVersion written into the conflist.
+pub const CONFLIST_VERSION: &str = "0.4.0";
+/// Default plugin log file.
+pub const DEFAULT_PLUGIN_LOG_FILE: &str = "/var/log/aws-routed-eni/plugin.log";
+/// Default plugin log level.
+pub const DEFAULT_PLUGIN_LOG_LEVEL: &str = "DEBUG";
+
+/// What the conflist and the install depend on (from the environment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallConfig {
+    /// `HOST_CNI_CONFDIR_PATH`.
+    pub conf_dir: PathBuf,
+    /// `HOST_CNI_BIN_PATH`.
+    pub bin_dir: PathBuf,
+    /// `AWS_VPC_K8S_CNI_VETHPREFIX`.
+    pub veth_prefix: String,
+    /// `POD_MTU`, else `AWS_VPC_ENI_MTU`, else 9001.
+    pub mtu: u32,
+    /// `AWS_VPC_K8S_PLUGIN_LOG_FILE`.
+    pub plugin_log_file: String,
+    /// `AWS_VPC_K8S_PLUGIN_LOG_LEVEL`.
+    pub plugin_log_level: String,
+    /// `POD_SECURITY_GROUP_ENFORCING_MODE`.
+    pub pod_sg_enforcing_mode: String,
+    /// `ENABLE_BANDWIDTH_PLUGIN`.
+    pub enable_bandwidth: bool,
+    /// `DISABLE_POD_V6`.
+    pub disable_pod_v6: bool,
+}
+
+/// Why installing failed.
+#[derive(Debug)]
+pub enum InstallError {
+    /// An environment variable has a value that is not allowed.
+    InvalidEnv {
+        /// Variable name.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What is allowed.
+        allowed: &'static str,
+    },
+    /// A file operation failed.
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for InstallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InstallError::InvalidEnv {
+                name,
+                value,
+                allowed,
+            } => {
+                write!(f, "{name}={value:?} is not valid; allowed: {allowed}")
+            }
+            InstallError::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for InstallError {}
+
+fn parse_bool(name: &'static str, v: Option<String>) -> Result<bool, InstallError> {
+    match v.as_deref().map(str::trim) {
+        None | Some("") => Ok(false),
+        Some(s) if s.eq_ignore_ascii_case("true") || s == "1" => Ok(true),
+        Some(s) if s.eq_ignore_ascii_case("false") || s == "0" => Ok(false),
+        Some(s) => Err(InstallError::InvalidEnv {
+            name,
+            value: s.to_string(),
+            allowed: "true or false",
+        }),
+    }
+}
+
+impl InstallConfig {
+    /// Reads the configuration through `get` (the process environment in production).
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<InstallConfig, InstallError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let mtu = match get("POD_MTU")
+            .map(|v| ("POD_MTU", v))
+            .or_else(|| get("AWS_VPC_ENI_MTU").map(|v| ("AWS_VPC_ENI_MTU", v)))
+        {
+            None => spec::DEFAULT_MTU,
+            Some((name, v)) => match v.trim().parse::<u32>() {
+                Ok(n) if (spec::MIN_MTU..=spec::MAX_MTU).contains(&n) => n,
+                _ => {
+                    return Err(InstallError::InvalidEnv {
+                        name: if name == "POD_MTU" {
+                            "POD_MTU"
+                        } else {
+                            "AWS_VPC_ENI_MTU"
+                        },
+                        value: v,
+                        allowed: "a number from 576 to 9001",
+                    })
+                }
+            },
+        };
+        let veth_prefix =
+            get("AWS_VPC_K8S_CNI_VETHPREFIX").unwrap_or_else(|| spec::DEFAULT_VETH_PREFIX.into());
+        if veth_prefix.len() > 4
+            || !veth_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || matches!(veth_prefix.as_str(), "eth" | "vlan" | "lo")
+        {
+            return Err(InstallError::InvalidEnv {
+                name: "AWS_VPC_K8S_CNI_VETHPREFIX",
+                value: veth_prefix,
+                allowed: "1 to 4 letters, digits, '-' or '_', not eth, vlan or lo",
+            });
+        }
+        let mode = get("POD_SECURITY_GROUP_ENFORCING_MODE").unwrap_or_else(|| "strict".into());
+        if !matches!(mode.as_str(), "strict" | "standard") {
+            return Err(InstallError::InvalidEnv {
+                name: "POD_SECURITY_GROUP_ENFORCING_MODE",
+                value: mode,
+                allowed: "strict or standard",
+            });
+        }
+        Ok(InstallConfig {
+            conf_dir: get("HOST_CNI_CONFDIR_PATH")
+                .map_or_else(|| PathBuf::from(DEFAULT_CONF_DIR), PathBuf::from),
+            bin_dir: get("HOST_CNI_BIN_PATH")
+                .map_or_else(|| PathBuf::from(DEFAULT_BIN_DIR), PathBuf::from),
+            veth_prefix,
+            mtu,
+            plugin_log_file: get("AWS_VPC_K8S_PLUGIN_LOG_FILE")
+                .unwrap_or_else(|| DEFAULT_PLUGIN_LOG_FILE.into()),
+            plugin_log_level: get("AWS_VPC_K8S_PLUGIN_LOG_LEVEL")
+                .unwrap_or_else(|| DEFAULT_PLUGIN_LOG_LEVEL.into()),
+            pod_sg_enforcing_mode: mode,
+            enable_bandwidth: parse_bool(
+                "ENABLE_BANDWIDTH_PLUGIN",
+                get("ENABLE_BANDWIDTH_PLUGIN"),
+            )?,
+            disable_pod_v6: parse_bool("DISABLE_POD_V6", get("DISABLE_POD_V6"))?,
+        })
+    }
+}
+
+/// The conflist (pure).
+pub fn conflist(cfg: &InstallConfig) -> Value {
+    let mut plugins = vec![
+        json!({
+            "name": NETWORK_NAME,
+            "type": "aws-cni",
+            "vethPrefix": cfg.veth_prefix,
+            "mtu": cfg.mtu.to_string(),
+            "podSGEnforcingMode": cfg.pod_sg_enforcing_mode,
+            "pluginLogFile": cfg.plugin_log_file,
+            "pluginLogLevel": cfg.plugin_log_level,
+            "capabilities": {"io.kubernetes.cri.pod-annotations": true},
+        }),
+        json!({
+            "type": "portmap",
+            "capabilities": {"portMappings": true},
+            "snat": true,
+        }),
+    ];
+    if cfg.enable_bandwidth {
+        plugins.push(json!({"type": "bandwidth", "capabilities": {"bandwidth": true}}));
+    }
+    if cfg.disable_pod_v6 {
+        plugins.push(json!({
+            "type": "tuning",
+            "sysctl": {
+                "net.ipv6.conf.all.disable_ipv6": "1",
+                "net.ipv6.conf.default.disable_ipv6": "1",
+                "net.ipv6.conf.lo.disable_ipv6": "1",
+            },
+        }));
+    }
+    json!({
+        "cniVersion": CONFLIST_VERSION,
+        "name": NETWORK_NAME,
+        "plugins": plugins,
+    })
+}
+
+/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename, fsync the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let io = |op, p: &Path, source| InstallError::Io {
+        op,
+        path: p.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io("create directory", dir, e))?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
+        f.write_all(bytes).map_err(|e| io("write", &tmp, e))?;
+        f.sync_all().map_err(|e| io("fsync", &tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| io("rename into place", path, e))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("fsync directory", dir, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Links (or copies, across file systems) `exe` as `<bin_dir>/aws-cni`, replacing an older one atomically.
+pub fn install_binary(exe: &Path, bin_dir: &Path) -> Result<PathBuf, InstallError> {
+    let io = |op, p: &Path, source| InstallError::Io {
+        op,
+        path: p.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(bin_dir).map_err(|e| io("create directory", bin_dir, e))?;
+    let target = bin_dir.join("aws-cni");
+    let tmp = bin_dir.join(format!(".aws-cni.tmp.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    if std::fs::hard_link(exe, &tmp).is_err() {
+        std::fs::copy(exe, &tmp).map_err(|e| io("copy the binary to", &tmp, e))?;
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io("rename into place", &target, e)
+    })?;
+    Ok(target)
+}
+
+/// Installs the binary (the running executable) and then the conflist, in that order, so the runtime never sees
+/// a conflist naming a plugin that is not there yet. Returns the conflist path.
+pub fn install(cfg: &InstallConfig) -> Result<PathBuf, InstallError> {
+    let exe = std::env::current_exe().map_err(|e| InstallError::Io {
+        op: "find the running executable",
+        path: PathBuf::from("/proc/self/exe"),
+        source: e,
+    })?;
+    install_binary(&exe, &cfg.bin_dir)?;
+    let path = cfg.conf_dir.join(CONFLIST_NAME);
+    let mut bytes = serde_json::to_vec_pretty(&conflist(cfg)).map_err(|e| InstallError::Io {
+        op: "encode",
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    bytes.push(b'\n');
+    write_atomically(&path, &bytes)?;
+    Ok(path)
+}
+
+/// `vpc-cni install-cni`: install from the environment and print where.
+pub fn cli_main(_args: Vec<OsString>) -> ExitCode {
+    let result = InstallConfig::from_vars(|k| std::env::var(k).ok())
+        .and_then(|cfg| install(&cfg).map(|p| (cfg, p)));
+    match result {
+        Ok((cfg, path)) => {
+            println!(
+                "installed {} and {}",
+                cfg.bin_dir.join("aws-cni").display(),
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vpc-cni install-cni: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<InstallConfig, InstallError> {
+        let m: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        InstallConfig::from_vars(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_node_install_paths_and_upstream_values() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.conf_dir, PathBuf::from("/etc/cni/net.d"));
+        assert_eq!(c.bin_dir, PathBuf::from("/opt/cni/bin"));
+        let j = conflist(&c);
+        assert_eq!(j["cniVersion"], "0.4.0");
+        assert_eq!(j["name"], "aws-cni");
+        let p = j["plugins"].as_array().unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0]["type"], "aws-cni");
+        assert_eq!(p[0]["vethPrefix"], "eni");
+        assert_eq!(p[0]["mtu"], "9001");
+        assert_eq!(p[0]["podSGEnforcingMode"], "strict");
+        assert_eq!(
+            p[0]["capabilities"]["io.kubernetes.cri.pod-annotations"],
+            true
+        );
+        assert_eq!(p[1]["type"], "portmap");
+        assert_eq!(p[1]["snat"], true);
+        assert_eq!(p[1]["capabilities"]["portMappings"], true);
+    }
+
+    #[test]
+    fn pod_mtu_wins_and_optional_plugins_follow_flags() {
+        let c = cfg(&[
+            ("POD_MTU", "1500"),
+            ("AWS_VPC_ENI_MTU", "9000"),
+            ("ENABLE_BANDWIDTH_PLUGIN", "true"),
+            ("DISABLE_POD_V6", "true"),
+            ("AWS_VPC_K8S_CNI_VETHPREFIX", "pod"),
+        ])
+        .unwrap();
+        let j = conflist(&c);
+        let p = j["plugins"].as_array().unwrap();
+        assert_eq!(p[0]["mtu"], "1500");
+        assert_eq!(p[0]["vethPrefix"], "pod");
+        assert_eq!(p[2]["type"], "bandwidth");
+        assert_eq!(p[3]["type"], "tuning");
+        assert_eq!(p[3]["sysctl"]["net.ipv6.conf.all.disable_ipv6"], "1");
+        assert_eq!(cfg(&[("AWS_VPC_ENI_MTU", "1400")]).unwrap().mtu, 1400);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_what_is_allowed() {
+        for (k, v) in [
+            ("POD_MTU", "100"),
+            ("AWS_VPC_K8S_CNI_VETHPREFIX", "toolong"),
+            ("AWS_VPC_K8S_CNI_VETHPREFIX", "eth"),
+            ("ENABLE_BANDWIDTH_PLUGIN", "yes please"),
+            ("POD_SECURITY_GROUP_ENFORCING_MODE", "loose"),
+        ] {
+            let e = cfg(&[(k, v)]).unwrap_err().to_string();
+            assert!(e.contains(k) && e.contains("allowed"), "{e}");
+        }
+    }
+
+    #[test]
+    fn conflist_and_binary_are_installed_atomically() {
+        let dir = std::env::temp_dir().join(format!("vcni-install-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let c = InstallConfig {
+            conf_dir: dir.join("net.d"),
+            bin_dir: dir.join("bin"),
+            ..cfg(&[]).unwrap()
+        };
+        let path = install(&c).unwrap();
+        let written: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(written, conflist(&c));
+        assert!(dir.join("bin/aws-cni").is_file());
+        // Again, over the existing files: still one conflist, no temp files left.
+        install(&c).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.join("net.d"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![OsString::from(CONFLIST_NAME)]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
