@@ -1,0 +1,821 @@
+//! The CNI plugin under a real CNI client: Debian's libcni (tests/cni-client) runs our conflist with Debian's
+//! reference plugins (portmap, bandwidth, tuning) chained after aws-cni, inside a "node" namespace this test
+//! creates; pods are namespaces too. ipamd's RPC server is hosted in this process over a unix socket, backed by
+//! an address pool seeded directly (no EC2 needed to prove the plugin).
+//!
+//! Needs root, `ip`, ping, iptables, /usr/lib/cni and Go with libcni sources (scripts/setup installs them).
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/netns.rs"]
+mod netns;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use netns::TestNs;
+use serde_json::{json, Value};
+use vpc_cni::cni::install;
+use vpc_cni::rpc::{self, AddressManager, RpcCode, RpcError};
+
+const NODE_IP: &str = "10.0.0.10";
+const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
+
+// ---------------------------------------------------------------------------------------------------------------
+// ipamd stand-in: the RPC server of the product, over a small address pool (test fixture).
+
+type Key = (String, String, String);
+
+#[derive(Default)]
+struct PoolState {
+    free: VecDeque<(Ipv4Addr, u32)>,
+    assigned: BTreeMap<Key, (Ipv4Addr, u32, String, String)>,
+}
+
+/// A minimal honest allocator (test fixture, not product code): addresses from two "ENIs" — the primary (route
+/// table 0) and a secondary with route table 2 — handed out in order, idempotent per key, NotFound on unknown DEL.
+struct FixturePool(Mutex<PoolState>);
+
+impl FixturePool {
+    fn new(primary: u8, secondary: u8) -> Arc<FixturePool> {
+        let mut st = PoolState::default();
+        for i in 0..primary {
+            st.free.push_back((Ipv4Addr::new(10, 0, 0, 20 + i), 0));
+        }
+        for i in 0..secondary {
+            st.free.push_back((Ipv4Addr::new(10, 0, 1, 20 + i), 2));
+        }
+        Arc::new(FixturePool(Mutex::new(st)))
+    }
+
+    fn assigned(&self) -> usize {
+        self.0.lock().unwrap().assigned.len()
+    }
+}
+
+impl AddressManager for FixturePool {
+    fn add_network(&self, req: &rpc::AddNetworkRequest) -> Result<rpc::AddNetworkReply, RpcError> {
+        let mut st = self.0.lock().unwrap();
+        let key = (
+            req.network_name.clone(),
+            req.container_id.clone(),
+            req.if_name.clone(),
+        );
+        let (ip, table) = match st.assigned.get(&key) {
+            Some((ip, t, _, _)) => (*ip, *t),
+            None => {
+                let (ip, t) = st.free.pop_front().ok_or_else(|| {
+                    RpcError::new(RpcCode::ResourceExhausted, "no available IP addresses")
+                })?;
+                let meta = (
+                    ip,
+                    t,
+                    req.k8s_pod_namespace.clone(),
+                    req.k8s_pod_name.clone(),
+                );
+                st.assigned.insert(key, meta);
+                (ip, t)
+            }
+        };
+        Ok(rpc::AddNetworkReply {
+            success: true,
+            ip_allocations: vec![rpc::IpAllocation {
+                ipv4_addr: ip.to_string(),
+                route_table_id: table,
+                device_number: table.saturating_sub(1),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
+    fn del_network(&self, req: &rpc::DelNetworkRequest) -> Result<rpc::DelNetworkReply, RpcError> {
+        let mut st = self.0.lock().unwrap();
+        let key = (
+            req.network_name.clone(),
+            req.container_id.clone(),
+            req.if_name.clone(),
+        );
+        let (ip, t, _, _) = st
+            .assigned
+            .remove(&key)
+            .ok_or_else(|| RpcError::new(RpcCode::NotFound, format!("no address for {key:?}")))?;
+        st.free.push_back((ip, t));
+        Ok(rpc::DelNetworkReply {
+            success: true,
+            ip_allocations: vec![rpc::IpAllocation {
+                ipv4_addr: ip.to_string(),
+                route_table_id: t,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
+    fn status(&self) -> rpc::StatusReply {
+        rpc::StatusReply {
+            ready: true,
+            message: String::new(),
+        }
+    }
+
+    fn gc_network(&self, req: &rpc::GcRequest) -> Result<rpc::GcReply, RpcError> {
+        let mut st = self.0.lock().unwrap();
+        let stale: Vec<Key> = st
+            .assigned
+            .keys()
+            .filter(|(net, cid, ifn)| {
+                *net == req.network_name
+                    && !req
+                        .valid
+                        .iter()
+                        .any(|v| v.container_id == *cid && v.if_name == *ifn)
+            })
+            .cloned()
+            .collect();
+        let mut released = Vec::new();
+        for k in stale {
+            if let Some((ip, t, ns, name)) = st.assigned.remove(&k) {
+                st.free.push_back((ip, t));
+                released.push(rpc::Released {
+                    key: rpc::AttachmentKey {
+                        container_id: k.1.clone(),
+                        if_name: k.2.clone(),
+                    },
+                    ipv4_addr: ip.to_string(),
+                    k8s_pod_namespace: ns,
+                    k8s_pod_name: name,
+                });
+            }
+        }
+        Ok(rpc::GcReply { released })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The node: a namespace with an "eth0" holding the node and pod-subnet addresses, a plugin dir, a conflist,
+// and the RPC server.
+
+fn go_client() -> &'static Path {
+    static CLIENT: OnceLock<PathBuf> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("vcni-cni-client-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("gopath")).unwrap();
+        let out = dir.join("cni-client");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cni-client/main.go");
+        let status = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .env("GO111MODULE", "off")
+            .env(
+                "GOPATH",
+                format!("{}:/usr/share/gocode", dir.join("gopath").display()),
+            )
+            .env("GOPROXY", "off")
+            .env("GOFLAGS", "")
+            .env("GOCACHE", dir.join("gocache"))
+            .status()
+            .expect("run go build (apt-get install golang-go golang-github-appc-cni-dev)");
+        assert!(status.success(), "go build of tests/cni-client failed");
+        out
+    })
+}
+
+struct Node {
+    ns: TestNs,
+    dir: PathBuf,
+    socket: PathBuf,
+    pool: Arc<FixturePool>,
+    server: Option<rpc::ServerHandle>,
+    conflist: PathBuf,
+}
+
+#[derive(Clone, Copy)]
+struct NodeOpts {
+    cni_version: &'static str,
+    bandwidth: bool,
+    tuning: bool,
+}
+
+impl Node {
+    fn new(tag: &str, opts: NodeOpts) -> Node {
+        let ns = TestNs::new("cni");
+        // No dummy driver on every kernel: a veth pair stands in for the node's ENI.
+        ns.ip(&[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+        ]);
+        ns.ip(&["addr", "add", &format!("{NODE_IP}/24"), "dev", "eth0"]);
+        ns.ip(&["addr", "add", "10.0.1.10/24", "dev", "eth0"]);
+        ns.ip(&["link", "set", "eth0", "up"]);
+        ns.ip(&["link", "set", "eth0p", "up"]);
+        let dir = std::env::temp_dir().join(format!("vcni-cni-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vpc-cni"), dir.join("bin/aws-cni")).unwrap();
+        let mut env: BTreeMap<&str, String> = BTreeMap::new();
+        env.insert(
+            "AWS_VPC_K8S_PLUGIN_LOG_FILE",
+            dir.join("plugin.log").display().to_string(),
+        );
+        env.insert("ENABLE_BANDWIDTH_PLUGIN", opts.bandwidth.to_string());
+        env.insert("DISABLE_POD_V6", opts.tuning.to_string());
+        env.insert("POD_MTU", "1500".into());
+        let cfg = install::InstallConfig::from_vars(|k| env.get(k).cloned()).unwrap();
+        let mut list = install::conflist(&cfg);
+        list["cniVersion"] = json!(opts.cni_version);
+        let conflist = dir.join("10-aws.conflist");
+        std::fs::write(&conflist, serde_json::to_vec_pretty(&list).unwrap()).unwrap();
+        let socket = dir.join("ipamd.sock");
+        let pool = FixturePool::new(16, 16);
+        let server = rpc::Server::bind(&socket)
+            .unwrap()
+            .spawn(pool.clone(), Duration::from_secs(5))
+            .unwrap();
+        Node {
+            ns,
+            dir,
+            socket,
+            pool,
+            server: Some(server),
+            conflist,
+        }
+    }
+
+    fn stop_ipamd(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+    }
+
+    fn client(&self) -> CniClient {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.ns.name])
+            .arg(go_client())
+            .arg("-conflist")
+            .arg(&self.conflist)
+            .arg("-path")
+            .arg(format!(
+                "{}:{REFERENCE_PLUGINS}",
+                self.dir.join("bin").display()
+            ))
+            .arg("-cache")
+            .arg(self.dir.join("cache"))
+            .env(rpc::SOCKET_ENV, &self.socket)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        CniClient {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Runs the aws-cni binary directly (no libcni) in the node namespace; returns (exit success, stdout JSON).
+    fn invoke(&self, env: &[(&str, &str)], stdin: &[u8]) -> (bool, Value) {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns.name])
+            .arg(self.dir.join("bin/aws-cni"))
+            .env(rpc::SOCKET_ENV, &self.socket)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {text:?}"))
+        };
+        (out.status.success(), v)
+    }
+
+    /// Links in the node namespace other than lo and the eth0 pair.
+    fn extra_links(&self) -> Vec<String> {
+        self.ns
+            .ip(&["-o", "link", "show"])
+            .lines()
+            .filter_map(|l| {
+                l.split(": ")
+                    .nth(1)
+                    .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            })
+            .filter(|n| !matches!(n.as_str(), "lo" | "eth0" | "eth0p"))
+            .collect()
+    }
+
+    /// Pod rules (priorities 512 and 1536) in the node namespace.
+    fn pod_rules(&self) -> Vec<String> {
+        self.ns
+            .ip(&["rule", "show"])
+            .lines()
+            .filter(|l| l.starts_with("512:") || l.starts_with("1536:"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn plugin_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("plugin.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop_ipamd();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct CniClient {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl CniClient {
+    fn call(&mut self, op: &str, pod: &Pod, extra: Value) -> Value {
+        let mut req = json!({
+            "op": op,
+            "containerID": pod.container_id,
+            "netns": pod.ns.path(),
+            "ifname": "eth0",
+            "args": [["IgnoreUnknown", "1"], ["K8S_POD_NAMESPACE", "default"], ["K8S_POD_NAME", pod.name],
+                     ["K8S_POD_INFRA_CONTAINER_ID", pod.container_id]],
+        });
+        if let Value::Object(m) = extra {
+            for (k, v) in m {
+                req[k] = v;
+            }
+        }
+        writeln!(self.stdin, "{req}").unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("client answered {line:?}: {e}"))
+    }
+}
+
+impl Drop for CniClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Pod {
+    ns: TestNs,
+    name: String,
+    container_id: String,
+}
+
+fn pod(i: usize) -> Pod {
+    let ns = TestNs::new("cnipod");
+    Pod {
+        container_id: format!("ctr{}x{i}", std::process::id()),
+        name: format!("web-{i}-{}", ns.name.rsplit('-').next().unwrap_or("0")),
+        ns,
+    }
+}
+
+fn ok(answer: &Value, what: &str) -> Value {
+    assert_eq!(answer["ok"], true, "{what}: {answer}");
+    answer["result"].clone()
+}
+
+fn pod_ip(result: &Value) -> String {
+    result["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn ping(from: &TestNs, to: &str) -> bool {
+    from.try_exec("ping", &["-c", "1", "-W", "2", to]).0
+}
+
+fn bandwidth_args() -> Value {
+    json!({"capabilityArgs": {"bandwidth": {"ingressRate": 100_000_000, "ingressBurst": 100_000_000,
+                                            "egressRate": 100_000_000, "egressBurst": 100_000_000}}})
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn libcni_runs_twenty_pods_through_the_reference_chain_with_traffic_both_ways() {
+    let node = Node::new(
+        "twenty",
+        NodeOpts {
+            cni_version: "0.4.0",
+            bandwidth: true,
+            tuning: true,
+        },
+    );
+    let mut client = node.client();
+    let pods: Vec<Pod> = (0..20).map(pod).collect();
+    let mut ips = Vec::new();
+    for (i, p) in pods.iter().enumerate() {
+        let mut extra = bandwidth_args();
+        extra["capabilityArgs"]["portMappings"] =
+            json!([{"hostPort": 18000 + i, "containerPort": 8080, "protocol": "tcp"}]);
+        let result = ok(&client.call("add", p, extra), "ADD");
+        assert_eq!(result["cniVersion"], "0.4.0");
+        assert_eq!(result["ips"][0]["version"], "4");
+        assert_eq!(result["ips"][0]["gateway"], "169.254.1.1");
+        assert_eq!(
+            result["interfaces"][1]["sandbox"],
+            p.ns.path().display().to_string()
+        );
+        ips.push(pod_ip(&result));
+    }
+    // 16 pods on the primary ENI, 4 on the secondary (route table 2, with a from-pod rule).
+    assert_eq!(node.pool.assigned(), 20);
+    let rules = node.pod_rules();
+    assert_eq!(
+        rules.iter().filter(|r| r.starts_with("512:")).count(),
+        20,
+        "{rules:?}"
+    );
+    assert_eq!(
+        rules.iter().filter(|r| r.starts_with("1536:")).count(),
+        4,
+        "{rules:?}"
+    );
+    assert!(
+        rules.iter().any(|r| r.contains("from 10.0.1.20 lookup 2")),
+        "{rules:?}"
+    );
+
+    for (p, ip) in pods.iter().zip(&ips) {
+        // Pod side as planned: address, link route to the gateway, default route, permanent neighbour.
+        let addr = p.ns.ip(&["-4", "-o", "addr", "show", "dev", "eth0"]);
+        assert!(addr.contains(&format!("{ip}/32")), "{addr}");
+        let routes = p.ns.ip(&["route", "show"]);
+        assert!(
+            routes.contains("default via 169.254.1.1 dev eth0"),
+            "{routes}"
+        );
+        assert!(
+            routes.contains("169.254.1.1 dev eth0 scope link"),
+            "{routes}"
+        );
+        let neigh = p.ns.ip(&["neigh", "show", "169.254.1.1"]);
+        assert!(neigh.contains("PERMANENT"), "{neigh}");
+        let mtu = p.ns.ip(&["link", "show", "eth0"]);
+        assert!(mtu.contains("mtu 1500"), "{mtu}");
+        // tuning ran on our result inside the pod.
+        let v6 =
+            p.ns.exec("cat", &["/proc/sys/net/ipv6/conf/all/disable_ipv6"]);
+        assert_eq!(v6.trim(), "1");
+        // Traffic both ways.
+        assert!(ping(&p.ns, NODE_IP), "pod {ip} cannot reach the node");
+        assert!(ping(&node.ns, ip), "node cannot reach pod {ip}");
+    }
+    // portmap used our result (container IP from prevResult): its DNAT rule names the pod address.
+    let nat = node.ns.exec("iptables", &["-t", "nat", "-S"]);
+    assert!(nat.contains(&format!("{}:8080", ips[0])), "{nat}");
+
+    for p in &pods {
+        ok(&client.call("check", p, bandwidth_args()), "CHECK");
+    }
+    for p in &pods {
+        ok(&client.call("del", p, bandwidth_args()), "DEL");
+    }
+    assert_eq!(node.pool.assigned(), 0);
+    assert_eq!(node.extra_links(), Vec::<String>::new());
+    assert_eq!(node.pod_rules(), Vec::<String>::new());
+    let host_routes = node.ns.ip(&["route", "show"]);
+    assert!(
+        !host_routes.contains("/32") && !host_routes.contains("10.0.0.20 "),
+        "{host_routes}"
+    );
+    // DEL again (runtimes retry): still success, nothing to release.
+    for p in pods.iter().take(3) {
+        ok(&client.call("del", p, bandwidth_args()), "second DEL");
+    }
+    assert!(
+        !node.plugin_log().is_empty(),
+        "plugin logs go to pluginLogFile"
+    );
+}
+
+#[test]
+fn libcni_with_a_1_0_0_conflist() {
+    let node = Node::new(
+        "v100",
+        NodeOpts {
+            cni_version: "1.0.0",
+            bandwidth: false,
+            tuning: false,
+        },
+    );
+    let mut client = node.client();
+    let pods: Vec<Pod> = (0..5).map(pod).collect();
+    for p in &pods {
+        let result = ok(&client.call("add", p, json!({})), "ADD");
+        assert_eq!(result["cniVersion"], "1.0.0");
+        assert!(result["ips"][0].get("version").is_none(), "{result}");
+        assert!(ping(&p.ns, NODE_IP));
+        assert!(ping(&node.ns, &pod_ip(&result)));
+        ok(&client.call("check", p, json!({})), "CHECK");
+    }
+    for p in &pods {
+        ok(&client.call("del", p, json!({})), "DEL");
+    }
+    assert_eq!(node.pool.assigned(), 0);
+    assert_eq!(node.extra_links(), Vec::<String>::new());
+}
+
+fn base_env<'a>(cmd: &'a str, p: &'a Pod, netns: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("CNI_COMMAND", cmd),
+        ("CNI_CONTAINERID", p.container_id.as_str()),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", "eth0"),
+        (
+            "CNI_ARGS",
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=bad-input",
+        ),
+        ("CNI_PATH", "/opt/cni/bin"),
+    ]
+}
+
+const PLUGIN_CONF: &str =
+    r#"{"cniVersion":"1.0.0","name":"aws-cni","type":"aws-cni","mtu":"9001"}"#;
+
+#[test]
+fn bad_input_gets_spec_errors_and_leaves_nothing_behind() {
+    let mut node = Node::new(
+        "bad",
+        NodeOpts {
+            cni_version: "1.0.0",
+            bandwidth: false,
+            tuning: false,
+        },
+    );
+    let p = pod(0);
+    let netns = p.ns.path().display().to_string();
+    let cases: Vec<(&str, Vec<(&str, &str)>, &str, u64, &str)> = vec![
+        (
+            "malformed stdin",
+            base_env("ADD", &p, &netns),
+            "{\"cniVersion\": ",
+            6,
+            "decode",
+        ),
+        (
+            "unknown version",
+            base_env("ADD", &p, &netns),
+            r#"{"cniVersion":"0.9.9","name":"aws-cni","type":"aws-cni"}"#,
+            1,
+            "incompatible CNI version",
+        ),
+        (
+            "missing CNI_NETNS",
+            base_env("ADD", &p, &netns)
+                .into_iter()
+                .filter(|(k, _)| *k != "CNI_NETNS")
+                .collect(),
+            PLUGIN_CONF,
+            4,
+            "CNI_NETNS",
+        ),
+        (
+            "bad ifname",
+            base_env("ADD", &p, &netns)
+                .into_iter()
+                .map(|(k, v)| {
+                    if k == "CNI_IFNAME" {
+                        (k, "eth0/evil")
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect(),
+            PLUGIN_CONF,
+            4,
+            "CNI_IFNAME",
+        ),
+        (
+            "netns that does not exist",
+            base_env("ADD", &p, "/var/run/netns/vcni-no-such-ns"),
+            PLUGIN_CONF,
+            4,
+            "CNI_NETNS",
+        ),
+        (
+            "invalid mtu",
+            base_env("ADD", &p, &netns),
+            r#"{"cniVersion":"1.0.0","name":"aws-cni","mtu":42}"#,
+            7,
+            "mtu",
+        ),
+    ];
+    for (what, env, stdin, code, word) in cases {
+        let (success, out) = node.invoke(&env, stdin.as_bytes());
+        assert!(!success, "{what}: exit status must be non-zero");
+        assert_eq!(out["code"], code, "{what}: {out}");
+        let text = format!("{} {}", out["msg"], out["details"]);
+        assert!(text.contains(word), "{what}: {text}");
+        assert!(out["cniVersion"].is_string(), "{what}: {out}");
+        assert_eq!(node.pool.assigned(), 0, "{what}");
+        assert_eq!(node.extra_links(), Vec::<String>::new(), "{what}");
+    }
+    // ipamd down on ADD: try again later (11), nothing wired.
+    node.stop_ipamd();
+    let (success, out) = node.invoke(&base_env("ADD", &p, &netns), PLUGIN_CONF.as_bytes());
+    assert!(!success);
+    assert_eq!(out["code"], 11, "{out}");
+    assert!(out["msg"].as_str().unwrap().contains("ipamd"), "{out}");
+    assert_eq!(node.extra_links(), Vec::<String>::new());
+    let pod_links = p.ns.ip(&["-o", "link", "show"]);
+    assert_eq!(
+        pod_links.lines().count(),
+        1,
+        "only lo in the pod: {pod_links}"
+    );
+}
+
+#[test]
+fn del_works_with_ipamd_down_and_with_the_namespace_gone() {
+    let mut node = Node::new(
+        "deldown",
+        NodeOpts {
+            cni_version: "0.4.0",
+            bandwidth: false,
+            tuning: false,
+        },
+    );
+    let mut client = node.client();
+    let a = pod(0);
+    let b = pod(1);
+    ok(&client.call("add", &a, json!({})), "ADD a");
+    ok(&client.call("add", &b, json!({})), "ADD b");
+    assert_eq!(node.extra_links().len(), 2);
+
+    // b's namespace disappears first (the runtime removed the sandbox): DEL still cleans the host side and
+    // releases the address.
+    let b_path = b.ns.path();
+    drop(b.ns);
+    let b_gone = Pod {
+        ns: TestNs::new("cnipod"),
+        name: b.name.clone(),
+        container_id: b.container_id.clone(),
+    };
+    let mut req = json!({});
+    req["netns"] = json!(b_path);
+    ok(
+        &client.call("del", &b_gone, req),
+        "DEL with the namespace gone",
+    );
+    assert_eq!(node.pool.assigned(), 1);
+    assert_eq!(node.extra_links().len(), 1);
+
+    // ipamd goes away: DEL of a tears down from prevResult and still succeeds.
+    node.stop_ipamd();
+    ok(&client.call("del", &a, json!({})), "DEL with ipamd down");
+    assert_eq!(node.extra_links(), Vec::<String>::new());
+    assert_eq!(node.pod_rules(), Vec::<String>::new());
+    assert!(
+        node.plugin_log().contains("tearing down from prevResult"),
+        "{}",
+        node.plugin_log()
+    );
+}
+
+#[test]
+fn a_setup_failure_after_allocation_is_undone_and_the_address_released() {
+    let node = Node::new(
+        "undo",
+        NodeOpts {
+            cni_version: "1.0.0",
+            bandwidth: false,
+            tuning: false,
+        },
+    );
+    let p = pod(0);
+    // Something already holds the pod's interface name, so creating the veth fails after ipamd assigned.
+    p.ns.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "squat",
+    ]);
+    let mut client = node.client();
+    let answer = client.call("add", &p, json!({}));
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert_eq!(answer["error"]["code"], 101, "{answer}");
+    let details = answer["error"]["details"].as_str().unwrap();
+    assert!(
+        details.contains("create veth") && details.contains("released"),
+        "{details}"
+    );
+    assert_eq!(
+        node.pool.assigned(),
+        0,
+        "address released with SetupNSFailed"
+    );
+    assert_eq!(node.extra_links(), Vec::<String>::new());
+    assert_eq!(node.pod_rules(), Vec::<String>::new());
+}
+
+#[test]
+fn check_names_what_is_broken() {
+    let node = Node::new(
+        "check",
+        NodeOpts {
+            cni_version: "1.0.0",
+            bandwidth: false,
+            tuning: false,
+        },
+    );
+    let mut client = node.client();
+    let p = pod(0);
+    let ip = pod_ip(&ok(&client.call("add", &p, json!({})), "ADD"));
+    ok(
+        &client.call("check", &p, json!({})),
+        "CHECK of fresh wiring",
+    );
+    p.ns.ip(&["neigh", "del", "169.254.1.1", "dev", "eth0"]);
+    node.ns.ip(&["rule", "del", "prio", "512", "to", &ip]);
+    let answer = client.call("check", &p, json!({}));
+    assert_eq!(answer["ok"], false);
+    assert_eq!(answer["error"]["code"], 102, "{answer}");
+    let details = answer["error"]["details"].as_str().unwrap();
+    assert!(
+        details.contains("permanent neighbour 169.254.1.1"),
+        "{details}"
+    );
+    assert!(
+        details.contains(&format!("rule prio 512 to {ip}/32 lookup 254: missing")),
+        "{details}"
+    );
+    assert!(
+        !details.contains("host route"),
+        "only broken pieces are named: {details}"
+    );
+    ok(&client.call("del", &p, json!({})), "DEL");
+}
+
+#[test]
+fn status_and_gc_verbs_of_cni_1_1() {
+    let mut node = Node::new(
+        "gc",
+        NodeOpts {
+            cni_version: "1.0.0",
+            bandwidth: false,
+            tuning: false,
+        },
+    );
+    let conf11 = r#"{"cniVersion":"1.1.0","name":"aws-cni","type":"aws-cni"}"#;
+    let pods: Vec<Pod> = (0..3).map(pod).collect();
+    let mut ips = Vec::new();
+    for p in &pods {
+        let netns = p.ns.path().display().to_string();
+        let mut env = base_env("ADD", p, &netns);
+        let args = format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME={}", p.name);
+        env.retain(|(k, _)| *k != "CNI_ARGS");
+        env.push(("CNI_ARGS", &args));
+        let (success, out) = node.invoke(&env, conf11.as_bytes());
+        assert!(success, "{out}");
+        assert_eq!(out["cniVersion"], "1.1.0");
+        ips.push(pod_ip(&out));
+    }
+    let (success, out) = node.invoke(&[("CNI_COMMAND", "STATUS")], conf11.as_bytes());
+    assert!(success && out.is_null(), "{out}");
+
+    // GC keeps pod 0 only: pods 1 and 2 lose their address and their host-side wiring.
+    let gc = json!({"cniVersion":"1.1.0","name":"aws-cni","type":"aws-cni",
+                    "cni.dev/valid-attachments":[{"containerID": pods[0].container_id, "ifname":"eth0"}]});
+    let (success, out) = node.invoke(&[("CNI_COMMAND", "GC")], gc.to_string().as_bytes());
+    assert!(success, "{out}");
+    assert_eq!(node.pool.assigned(), 1);
+    let rules = node.pod_rules();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert!(rules[0].contains(&ips[0]), "{rules:?}");
+    assert_eq!(node.extra_links().len(), 1);
+
+    node.stop_ipamd();
+    let (success, out) = node.invoke(&[("CNI_COMMAND", "STATUS")], conf11.as_bytes());
+    assert!(!success);
+    assert_eq!(out["code"], 50, "{out}");
+    let (success, out) = node.invoke(&[("CNI_COMMAND", "VERSION")], conf11.as_bytes());
+    assert!(success);
+    assert_eq!(
+        out["supportedVersions"],
+        json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+    );
+}
