@@ -571,7 +571,8 @@ fn bad_input_gets_spec_errors_and_leaves_nothing_behind() {
     );
     let p = pod(0);
     let netns = p.ns.path().display().to_string();
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str, u64, &str)> = vec![
+    type Env<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(&str, Env<'_>, &str, u64, &str)> = vec![
         (
             "malformed stdin",
             base_env("ADD", &p, &netns),
