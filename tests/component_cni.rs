@@ -820,3 +820,47 @@ fn status_and_gc_verbs_of_cni_1_1() {
         json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
     );
 }
+
+#[test]
+fn concurrent_clients_get_distinct_addresses_and_working_pods() {
+    let node = Node::new(
+        "concurrent",
+        NodeOpts {
+            cni_version: "1.0.0",
+            bandwidth: false,
+            tuning: false,
+        },
+    );
+    let node = &node;
+    let ips: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                s.spawn(move || {
+                    let mut client = node.client();
+                    let pods: Vec<Pod> = (0..5).map(|i| pod(w * 10 + i)).collect();
+                    let mut ips = Vec::new();
+                    for p in &pods {
+                        let ip = pod_ip(&ok(&client.call("add", p, json!({})), "ADD"));
+                        assert!(ping(&p.ns, NODE_IP), "pod {ip} cannot reach the node");
+                        ips.push(ip);
+                    }
+                    for p in &pods {
+                        ok(&client.call("del", p, json!({})), "DEL");
+                    }
+                    ips
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let mut distinct = ips.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 20, "{ips:?}");
+    assert_eq!(node.pool.assigned(), 0);
+    assert_eq!(node.extra_links(), Vec::<String>::new());
+    assert_eq!(node.pod_rules(), Vec::<String>::new());
+}
