@@ -346,24 +346,15 @@ fn cmd_del(
     };
     let ipv4 = from_ipamd.or_else(|| prev.and_then(CniResult::ipv4));
     let netns = env.netns.clone().filter(|n| net.netns_exists(n));
-    let computed = host_ifname(env, conf);
-    let ops_for = |host: Option<String>| {
-        plan::teardown_plan(&Teardown {
-            netns: netns.clone(),
-            pod_ifname: env.ifname.clone(),
-            host_ifname: host,
-            ipv4,
-        })
-    };
-    let mut ops = ops_for(Some(computed.clone()));
-    if let Some(other) = prev
-        .and_then(|p| p.host_interface())
-        .map(|i| i.name.clone())
-    {
-        if other != computed {
-            ops.push(plan::Op::DeleteHostLink { name: other });
-        }
-    }
+    // The host veth is never deleted by name here: its name derives from the pod's namespace/name, which a newer
+    // sandbox of the same pod shares. Deleting the pod-side end inside this sandbox's namespace removes the pair;
+    // a vanished namespace took the pair with it.
+    let ops = plan::teardown_plan(&Teardown {
+        netns,
+        pod_ifname: env.ifname.clone(),
+        host_ifname: None,
+        ipv4,
+    });
     let failures = apply::teardown_all(net, &ops);
     if failures.is_empty() {
         Ok(())
@@ -465,18 +456,19 @@ fn cmd_gc(conf: &NetConf, ipamd: &dyn Ipamd, net: &mut dyn PodNet) -> Result<(),
     let mut failures = Vec::new();
     for r in &reply.released {
         log::info!(
-            "gc released {} of {}/{}",
+            "gc released {} of {}/{} (pod {}/{})",
             r.ipv4_addr,
             r.key.container_id,
-            r.key.if_name
+            r.key.if_name,
+            r.k8s_pod_namespace,
+            r.k8s_pod_name
         );
-        let host = (!r.k8s_pod_name.is_empty()).then(|| {
-            plan::host_veth_name(&conf.veth_prefix, &r.k8s_pod_namespace, &r.k8s_pod_name)
-        });
+        // Only the rules: the released address belonged to the stale attachment until now, while a host veth
+        // named after the pod may belong to a newer sandbox of the same pod (its namespace took the old pair).
         let ops = plan::teardown_plan(&Teardown {
             netns: None,
             pod_ifname: r.key.if_name.clone(),
-            host_ifname: host,
+            host_ifname: None,
             ipv4: r.ipv4_addr.parse().ok(),
         });
         failures.extend(apply::teardown_all(net, &ops));
