@@ -46,11 +46,21 @@ pub trait PodNet {
     fn netns_exists(&mut self, netns: &str) -> bool;
 }
 
+/// A step of a plan that failed, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFailure {
+    /// Index of the failed step; the steps before it were applied.
+    pub index: usize,
+    /// Why it failed.
+    pub error: NetError,
+}
+
 /// Runs `ops` in order, stopping at the first failure.
-pub fn apply_all(net: &mut dyn PodNet, ops: &[Op]) -> Result<(), NetError> {
-    for op in ops {
+pub fn apply_all(net: &mut dyn PodNet, ops: &[Op]) -> Result<(), StepFailure> {
+    for (index, op) in ops.iter().enumerate() {
         log::debug!("apply: {op}");
-        net.apply(op)?;
+        net.apply(op)
+            .map_err(|error| StepFailure { index, error })?;
     }
     Ok(())
 }
@@ -146,8 +156,13 @@ mod tests {
             fail_on: Some("host route".into()),
             ..Default::default()
         };
-        let e = apply_all(&mut net, &ops()).unwrap_err();
-        assert!(e.step.contains("host route 10.0.0.2/32"), "{e}");
+        let f = apply_all(&mut net, &ops()).unwrap_err();
+        assert!(
+            f.error.step.contains("host route 10.0.0.2/32"),
+            "{}",
+            f.error
+        );
+        assert_eq!(net.applied.len(), f.index);
         assert!(net.applied.iter().all(|o| !matches!(o, Op::AddRule { .. })));
     }
 

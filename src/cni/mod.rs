@@ -250,15 +250,24 @@ fn cmd_add(
         mtu: conf.mtu,
         route_table: alloc.route_table_id,
     };
-    let setup = apply::apply_all(net, &plan::add_plan(&wiring))
-        .and_then(|()| net.host_mac(&wiring.host_ifname));
+    let ops = plan::add_plan(&wiring);
+    let setup = apply::apply_all(net, &ops)
+        .map_err(|f| {
+            // Links are ours to remove only once CreateVeth succeeded: an interface that was in the way
+            // (the reason CreateVeth failed) belongs to someone else.
+            let veth_created = ops[..f.index]
+                .iter()
+                .any(|o| matches!(o, plan::Op::CreateVeth { .. }));
+            (veth_created, f.error)
+        })
+        .and_then(|()| net.host_mac(&wiring.host_ifname).map_err(|e| (true, e)));
     let host_mac = match setup {
         Ok(mac) => mac,
-        Err(e) => {
+        Err((veth_created, e)) => {
             let undo = plan::teardown_plan(&Teardown {
-                netns: Some(netns),
+                netns: veth_created.then_some(netns),
                 pod_ifname: env.ifname.clone(),
-                host_ifname: Some(wiring.host_ifname.clone()),
+                host_ifname: veth_created.then(|| wiring.host_ifname.clone()),
                 ipv4: Some(ipv4),
             });
             let leftovers = apply::teardown_all(net, &undo);

@@ -1,7 +1,7 @@
 //! The pure pod-wiring plan: (configuration, allocation) → ordered kernel operations.
 //!
 //! ADD runs [`add_plan`] in order; a failure part-way runs [`teardown_plan`] (every step of which tolerates
-//! "already gone"), so a pod is never left half wired. CHECK verifies the steps of [`add_plan`] that leave state
+//! "already gone") over what was created, so a pod is never left half wired. CHECK verifies the steps of [`add_plan`] that leave state
 //! behind ([`Op::leaves_state`]). DEL runs [`teardown_plan`]. No I/O here.
 
 use std::fmt;
@@ -301,7 +301,8 @@ pub struct Teardown {
     pub netns: Option<String>,
     /// Pod interface name.
     pub pod_ifname: String,
-    /// Host veth name, if known.
+    /// Host veth name: set only when undoing our own ADD. DEL and GC leave it out, because the name derives
+    /// from the pod's namespace and name, which a newer sandbox of the same pod shares.
     pub host_ifname: Option<String>,
     /// The pod address, if known.
     pub ipv4: Option<Ipv4Addr>,

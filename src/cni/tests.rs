@@ -162,6 +162,27 @@ fn a_failed_step_undoes_the_wiring_and_releases_the_address() {
 }
 
 #[test]
+fn a_failed_veth_creation_leaves_the_interfaces_in_the_way_alone() {
+    let ipamd = ScriptedIpamd::default();
+    let mut net = RecordingNet {
+        fail_on: Some("create veth".into()),
+        ..Default::default()
+    };
+    let e = run(&env("ADD"), CONF, &ipamd, &mut net).unwrap_err();
+    assert_eq!(e.code, ErrorCode::SetupFailed);
+    assert_eq!(ipamd.calls.borrow()[1], "del c0ffee SetupNSFailed");
+    // Only the stale-leftover removal ran before; the undo removes rules only, no links.
+    let after_create: Vec<_> = net.applied.iter().skip(1).collect();
+    assert!(!after_create.is_empty());
+    assert!(
+        after_create
+            .iter()
+            .all(|o| matches!(o, Op::DeleteRules { .. })),
+        "{after_create:?}"
+    );
+}
+
+#[test]
 fn add_with_ipamd_down_is_try_again_later_and_touches_nothing() {
     let ipamd = ScriptedIpamd {
         down: true,
