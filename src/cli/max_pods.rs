@@ -1,8 +1,157 @@
-//! `vpc-cni max-pods` (being written).
+//! `vpc-cni max-pods`: the kubelet --max-pods value per instance type, from the built-in limits table.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
-/// Runs `vpc-cni max-pods`.
-pub fn main(_args: &[String]) -> ExitCode {
-    crate::entry::not_implemented("max-pods")
+use crate::limits::{self, MaxPodsOptions};
+
+const USAGE: &str = "\
+usage: vpc-cni max-pods --instance-type TYPE [--prefix-delegation] [--custom-networking]
+                        [--max-eni N] [--show-max-allowed]
+       vpc-cni max-pods --all [--prefix-delegation] [--custom-networking] [--max-eni N]
+
+Prints the kubelet --max-pods value for an EC2 instance type, as the EKS max-pods calculator does:
+  ENIs x (IPv4 addresses per ENI - 1) + 2                  secondary addresses (default)
+  ENIs x ((IPv4 addresses per ENI - 1) x 16) + 2           --prefix-delegation (Nitro or bare metal;
+                                                           elsewhere the first formula, with a note)
+ENIs are those of the default network card, at most --max-eni, minus one with --custom-networking.
+The value is capped at 110 (<= 30 vCPUs) or 250 (> 30 vCPUs) unless --show-max-allowed.
+
+--all prints `type value` lines for every known type, uncapped, in the format of upstream's
+eni-max-pods.txt (without options: exactly that file's formula).
+
+Exit status: 0, or 2 for bad arguments or an instance type the built-in table does not know.
+";
+
+/// Parsed command line.
+#[derive(Debug, Default)]
+struct Args {
+    instance_type: Option<String>,
+    all: bool,
+    opts: MaxPodsOptions,
+}
+
+fn parse(args: &[String]) -> Result<Option<Args>, String> {
+    let mut out = Args::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = |name: &str| -> Result<String, String> {
+            match inline.clone().or_else(|| it.next().cloned()) {
+                Some(v) if !v.is_empty() => Ok(v),
+                _ => Err(format!("{name} needs a value")),
+            }
+        };
+        match flag {
+            "-h" | "--help" => return Ok(None),
+            "--instance-type" => out.instance_type = Some(value("--instance-type")?),
+            "--max-eni" => {
+                let v = value("--max-eni")?;
+                match v.parse::<u32>() {
+                    Ok(n) if n >= 1 => out.opts.max_eni = Some(n),
+                    _ => return Err(format!("--max-eni {v:?}: expected a whole number >= 1")),
+                }
+            }
+            "--prefix-delegation" | "--custom-networking" | "--show-max-allowed" | "--all"
+                if inline.is_some() =>
+            {
+                return Err(format!("{flag} takes no value"))
+            }
+            "--prefix-delegation" => out.opts.prefix_delegation = true,
+            "--custom-networking" => out.opts.custom_networking = true,
+            "--show-max-allowed" => out.opts.show_max_allowed = true,
+            "--all" => out.all = true,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    match (&out.instance_type, out.all) {
+        (Some(_), true) => Err("give either --instance-type or --all, not both".into()),
+        (None, false) => Err("--instance-type TYPE (or --all) is required".into()),
+        _ => Ok(Some(out)),
+    }
+}
+
+/// Runs `vpc-cni max-pods` with the arguments after the command name.
+pub fn main(args: &[String]) -> ExitCode {
+    let args = match parse(args) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("vpc-cni max-pods: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.all {
+        return print_all(&args.opts);
+    }
+    let name = args.instance_type.unwrap_or_default();
+    let Some(limits) = limits::lookup(&name) else {
+        eprintln!(
+            "vpc-cni max-pods: unknown instance type {name:?}{}",
+            suggestions(&name)
+        );
+        return ExitCode::from(2);
+    };
+    let result = limits::max_pods(&limits, &args.opts);
+    if result.prefix_delegation_unsupported {
+        eprintln!(
+            "vpc-cni max-pods: note: {name} is not a Nitro or bare-metal instance type, so prefix delegation is not \
+             available (ipamd falls back to secondary addresses); counted secondary addresses"
+        );
+    }
+    println!("{}", result.value);
+    ExitCode::SUCCESS
+}
+
+fn print_all(opts: &MaxPodsOptions) -> ExitCode {
+    let opts = MaxPodsOptions {
+        show_max_allowed: true,
+        ..*opts
+    };
+    let mut out = String::with_capacity(limits::count() * 24);
+    out.push_str("# Mapping of EC2 instance type to kubelet --max-pods, generated by `vpc-cni max-pods --all`.\n");
+    out.push_str("# ENIs on the default network card x (IPv4 addresses per ENI - 1) + 2");
+    if opts.prefix_delegation {
+        out.push_str(", x 16 per slot with prefix delegation on Nitro and bare metal");
+    }
+    if opts.custom_networking {
+        out.push_str(", one ENI fewer (custom networking)");
+    }
+    if let Some(n) = opts.max_eni {
+        out.push_str(&format!(", at most {n} ENIs"));
+    }
+    out.push_str("; not capped.\n");
+    for l in limits::all() {
+        out.push_str(&format!(
+            "{} {}\n",
+            l.name,
+            limits::max_pods(&l, &opts).value
+        ));
+    }
+    // A closed pipe (e.g. `| head`) is not an error worth a message.
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    ExitCode::SUCCESS
+}
+
+/// Known types of the same family, to help with typos such as `m5.larg`.
+fn suggestions(name: &str) -> String {
+    let family = name.split('.').next().unwrap_or(name);
+    let known: Vec<&str> = limits::all()
+        .map(|l| l.name)
+        .filter(|n| !family.is_empty() && n.split('.').next() == Some(family))
+        .collect();
+    if known.is_empty() {
+        format!(
+            "; the built-in table has {} types (vpc-cni max-pods --all lists them)",
+            limits::count()
+        )
+    } else {
+        format!("; known {family} types: {}", known.join(" "))
+    }
 }
