@@ -962,13 +962,14 @@ impl Config {
             && warm_prefix_target == 0
         {
             let value = format!(
-                "{},{},{}",
+                "{},{},{},{}",
+                raw_or_default(p, ENABLE_PREFIX_DELEGATION, ""),
                 raw_or_default(p, WARM_PREFIX_TARGET, ""),
                 raw_or_default(p, WARM_IP_TARGET, ""),
                 raw_or_default(p, MINIMUM_IP_TARGET, "")
             );
             p.error(
-                &format!("{WARM_PREFIX_TARGET},{WARM_IP_TARGET},{MINIMUM_IP_TARGET}"),
+                &format!("{ENABLE_PREFIX_DELEGATION},{WARM_PREFIX_TARGET},{WARM_IP_TARGET},{MINIMUM_IP_TARGET}"),
                 &value,
                 "with ENABLE_PREFIX_DELEGATION=true at least one of them must be > 0 (e.g. WARM_PREFIX_TARGET=1)",
             );
