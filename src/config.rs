@@ -982,7 +982,7 @@ impl Config {
         }
     }
 
-    /// [`Config::from_env`] over the process environment (values that are not UTF-8 count as invalid).
+    /// [`Config::from_env`] over the process environment (bytes that are not UTF-8 are read as U+FFFD).
     pub fn from_process_env() -> Result<(Config, Vec<Warning>), Vec<ConfigError>> {
         Config::from_env(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
     }
