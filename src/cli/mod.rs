@@ -23,7 +23,7 @@ options:
   -V, --version  print the version and git revision
 ";
 
-/// Runs the CLI with the arguments after argv[0].
+/// Runs the CLI with the arguments after `argv[0]`.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let mut args = args.into_iter();
     let Some(cmd) = args.next() else {
