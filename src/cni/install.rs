@@ -16,24 +16,18 @@ use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
-use super::spec;
+use crate::config::{Config, ConfigError};
 
-/// Node-install default for `HOST_CNI_CONFDIR_PATH` (the container image uses `/host/etc/cni/net.d`).
-pub const DEFAULT_CONF_DIR: &str = "/etc/cni/net.d";
-/// Node-install default for `HOST_CNI_BIN_PATH` (the container image uses `/host/opt/cni/bin`).
-pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
 /// The conflist file name.
 pub const CONFLIST_NAME: &str = "10-aws.conflist";
 /// Network name in the conflist (part of every ipamd assignment key).
 pub const NETWORK_NAME: &str = "aws-cni";
 /// cniVersion written into the conflist.
 pub const CONFLIST_VERSION: &str = "0.4.0";
-/// Default plugin log file.
-pub const DEFAULT_PLUGIN_LOG_FILE: &str = "/var/log/aws-routed-eni/plugin.log";
-/// Default plugin log level.
-pub const DEFAULT_PLUGIN_LOG_LEVEL: &str = "DEBUG";
 
-/// What the conflist and the install depend on (from the environment).
+/// What the conflist and the install depend on. Built from the crate's [`Config`]: the directories default to
+/// the container paths `/host/etc/cni/net.d` and `/host/opt/cni/bin` as upstream; a node install (the systemd
+/// unit) sets `HOST_CNI_CONFDIR_PATH=/etc/cni/net.d` and `HOST_CNI_BIN_PATH=/opt/cni/bin`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstallConfig {
     /// `HOST_CNI_CONFDIR_PATH`.
@@ -44,7 +38,7 @@ pub struct InstallConfig {
     pub veth_prefix: String,
     /// `POD_MTU`, else `AWS_VPC_ENI_MTU`, else 9001.
     pub mtu: u32,
-    /// `AWS_VPC_K8S_PLUGIN_LOG_FILE`.
+    /// `AWS_VPC_K8S_PLUGIN_LOG_FILE` (`stderr` or a path).
     pub plugin_log_file: String,
     /// `AWS_VPC_K8S_PLUGIN_LOG_LEVEL`.
     pub plugin_log_level: String,
@@ -59,15 +53,8 @@ pub struct InstallConfig {
 /// Why installing failed.
 #[derive(Debug)]
 pub enum InstallError {
-    /// An environment variable has a value that is not allowed.
-    InvalidEnv {
-        /// Variable name.
-        name: &'static str,
-        /// Its value.
-        value: String,
-        /// What is allowed.
-        allowed: &'static str,
-    },
+    /// The environment has invalid values (each names the variable and what is allowed).
+    Config(Vec<ConfigError>),
     /// A file operation failed.
     Io {
         /// What was being done.
@@ -82,12 +69,9 @@ pub enum InstallError {
 impl fmt::Display for InstallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            InstallError::InvalidEnv {
-                name,
-                value,
-                allowed,
-            } => {
-                write!(f, "{name}={value:?} is not valid; allowed: {allowed}")
+            InstallError::Config(errors) => {
+                let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                write!(f, "{}", all.join("; "))
             }
             InstallError::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
         }
@@ -96,83 +80,26 @@ impl fmt::Display for InstallError {
 
 impl std::error::Error for InstallError {}
 
-fn parse_bool(name: &'static str, v: Option<String>) -> Result<bool, InstallError> {
-    match v.as_deref().map(str::trim) {
-        None | Some("") => Ok(false),
-        Some(s) if s.eq_ignore_ascii_case("true") || s == "1" => Ok(true),
-        Some(s) if s.eq_ignore_ascii_case("false") || s == "0" => Ok(false),
-        Some(s) => Err(InstallError::InvalidEnv {
-            name,
-            value: s.to_string(),
-            allowed: "true or false",
-        }),
-    }
-}
-
 impl InstallConfig {
-    /// Reads the configuration through `get` (the process environment in production).
+    /// The install settings of a validated configuration.
+    pub fn from_config(c: &Config) -> InstallConfig {
+        InstallConfig {
+            conf_dir: c.host_cni_confdir_path.clone(),
+            bin_dir: c.host_cni_bin_path.clone(),
+            veth_prefix: c.veth_prefix.clone(),
+            mtu: u32::from(c.pod_mtu),
+            plugin_log_file: c.plugin_log_file.display(),
+            plugin_log_level: c.plugin_log_level.as_str().to_string(),
+            pod_sg_enforcing_mode: c.pod_security_group_enforcing_mode.as_str().to_string(),
+            enable_bandwidth: c.enable_bandwidth_plugin,
+            disable_pod_v6: c.disable_pod_v6,
+        }
+    }
+
+    /// Reads and validates the environment through `get` ([`Config::from_env`]).
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<InstallConfig, InstallError> {
-        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        let mtu = match get("POD_MTU")
-            .map(|v| ("POD_MTU", v))
-            .or_else(|| get("AWS_VPC_ENI_MTU").map(|v| ("AWS_VPC_ENI_MTU", v)))
-        {
-            None => spec::DEFAULT_MTU,
-            Some((name, v)) => match v.trim().parse::<u32>() {
-                Ok(n) if (spec::MIN_MTU..=spec::MAX_MTU).contains(&n) => n,
-                _ => {
-                    return Err(InstallError::InvalidEnv {
-                        name: if name == "POD_MTU" {
-                            "POD_MTU"
-                        } else {
-                            "AWS_VPC_ENI_MTU"
-                        },
-                        value: v,
-                        allowed: "a number from 576 to 9001",
-                    })
-                }
-            },
-        };
-        let veth_prefix =
-            get("AWS_VPC_K8S_CNI_VETHPREFIX").unwrap_or_else(|| spec::DEFAULT_VETH_PREFIX.into());
-        if veth_prefix.len() > 4
-            || !veth_prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            || matches!(veth_prefix.as_str(), "eth" | "vlan" | "lo")
-        {
-            return Err(InstallError::InvalidEnv {
-                name: "AWS_VPC_K8S_CNI_VETHPREFIX",
-                value: veth_prefix,
-                allowed: "1 to 4 letters, digits, '-' or '_', not eth, vlan or lo",
-            });
-        }
-        let mode = get("POD_SECURITY_GROUP_ENFORCING_MODE").unwrap_or_else(|| "strict".into());
-        if !matches!(mode.as_str(), "strict" | "standard") {
-            return Err(InstallError::InvalidEnv {
-                name: "POD_SECURITY_GROUP_ENFORCING_MODE",
-                value: mode,
-                allowed: "strict or standard",
-            });
-        }
-        Ok(InstallConfig {
-            conf_dir: get("HOST_CNI_CONFDIR_PATH")
-                .map_or_else(|| PathBuf::from(DEFAULT_CONF_DIR), PathBuf::from),
-            bin_dir: get("HOST_CNI_BIN_PATH")
-                .map_or_else(|| PathBuf::from(DEFAULT_BIN_DIR), PathBuf::from),
-            veth_prefix,
-            mtu,
-            plugin_log_file: get("AWS_VPC_K8S_PLUGIN_LOG_FILE")
-                .unwrap_or_else(|| DEFAULT_PLUGIN_LOG_FILE.into()),
-            plugin_log_level: get("AWS_VPC_K8S_PLUGIN_LOG_LEVEL")
-                .unwrap_or_else(|| DEFAULT_PLUGIN_LOG_LEVEL.into()),
-            pod_sg_enforcing_mode: mode,
-            enable_bandwidth: parse_bool(
-                "ENABLE_BANDWIDTH_PLUGIN",
-                get("ENABLE_BANDWIDTH_PLUGIN"),
-            )?,
-            disable_pod_v6: parse_bool("DISABLE_POD_V6", get("DISABLE_POD_V6"))?,
-        })
+        let (config, _warnings) = Config::from_env(get).map_err(InstallError::Config)?;
+        Ok(InstallConfig::from_config(&config))
     }
 }
 
@@ -319,10 +246,12 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_the_node_install_paths_and_upstream_values() {
+    fn defaults_are_upstreams() {
         let c = cfg(&[]).unwrap();
-        assert_eq!(c.conf_dir, PathBuf::from("/etc/cni/net.d"));
-        assert_eq!(c.bin_dir, PathBuf::from("/opt/cni/bin"));
+        assert_eq!(c.conf_dir, PathBuf::from("/host/etc/cni/net.d"));
+        assert_eq!(c.bin_dir, PathBuf::from("/host/opt/cni/bin"));
+        let node = cfg(&[("HOST_CNI_CONFDIR_PATH", "/etc/cni/net.d"), ("HOST_CNI_BIN_PATH", "/opt/cni/bin")]).unwrap();
+        assert_eq!(node.conf_dir, PathBuf::from("/etc/cni/net.d"));
         let j = conflist(&c);
         assert_eq!(j["cniVersion"], "0.4.0");
         assert_eq!(j["name"], "aws-cni");
@@ -371,7 +300,7 @@ mod tests {
             ("POD_SECURITY_GROUP_ENFORCING_MODE", "loose"),
         ] {
             let e = cfg(&[(k, v)]).unwrap_err().to_string();
-            assert!(e.contains(k) && e.contains("allowed"), "{e}");
+            assert!(e.contains(k) && e.contains("invalid"), "{e}");
         }
     }
 

@@ -12,7 +12,6 @@
 pub mod apply;
 pub mod install;
 pub mod kernel;
-mod logger;
 pub mod plan;
 pub mod spec;
 
@@ -22,6 +21,7 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
+use crate::config::{LogLevel, PluginLogDestination};
 use crate::rpc::{self, ClientError, RpcCode};
 use apply::PodNet;
 use plan::{PodWiring, Teardown, GATEWAY};
@@ -62,7 +62,7 @@ pub fn plugin_main() -> ExitCode {
     let version = spec::peek_version(&stdin)
         .filter(|v| spec::SUPPORTED_VERSIONS.contains(&v.as_str()))
         .unwrap_or_else(|| spec::LATEST_VERSION.to_string());
-    logger::init(&stdin);
+    init_logging(&stdin);
     let outcome = match (read, env) {
         (Err(e), _) => Err(CniError::new(
             ErrorCode::IoFailure,
@@ -106,6 +106,33 @@ pub fn plugin_main() -> ExitCode {
             log::error!("{e}");
             let _ = writeln!(out, "{}", e.to_json(&version));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Installs the plugin logger from the configuration's `pluginLogFile` and `pluginLogLevel` (best effort: a
+/// configuration that does not parse still gets warnings on stderr). Never stdout.
+fn init_logging(stdin: &[u8]) {
+    #[derive(serde::Deserialize)]
+    struct LogConf {
+        #[serde(rename = "pluginLogFile")]
+        file: Option<String>,
+        #[serde(rename = "pluginLogLevel")]
+        level: Option<String>,
+    }
+    let conf = serde_json::from_slice::<LogConf>(stdin).ok();
+    let (dest, redirected) = PluginLogDestination::parse(conf.as_ref().and_then(|c| c.file.as_deref()).unwrap_or(""));
+    let level = conf
+        .as_ref()
+        .and_then(|c| c.level.as_deref())
+        .and_then(LogLevel::parse)
+        .unwrap_or(match dest {
+            PluginLogDestination::Stderr => LogLevel::Warn,
+            PluginLogDestination::File(_) => LogLevel::Debug,
+        });
+    if crate::logging::init_plugin_with(&dest, level).is_ok() {
+        if let Some(w) = redirected {
+            log::warn!("{w}");
         }
     }
 }
