@@ -8,7 +8,6 @@
 //! 1.x) accept it; the plugin itself speaks 0.3.0 … 1.1.0. Unlike upstream it does not set `disableCheck`: this
 //! plugin implements CHECK.
 
-use std::ffi::OsString;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -213,7 +212,14 @@ pub fn install(cfg: &InstallConfig) -> Result<PathBuf, InstallError> {
 }
 
 /// `vpc-cni install-cni`: install from the environment and print where.
-pub fn cli_main(_args: Vec<OsString>) -> ExitCode {
+pub fn cli_main(args: &[String]) -> ExitCode {
+    if let Some(extra) = args.first() {
+        eprintln!(
+            "vpc-cni install-cni: unexpected argument {extra:?}; it takes none and reads HOST_CNI_CONFDIR_PATH, \
+             HOST_CNI_BIN_PATH and the plugin settings from the environment"
+        );
+        return ExitCode::from(2);
+    }
     let result = InstallConfig::from_vars(|k| std::env::var(k).ok())
         .and_then(|cfg| install(&cfg).map(|p| (cfg, p)));
     match result {
@@ -250,7 +256,11 @@ mod tests {
         let c = cfg(&[]).unwrap();
         assert_eq!(c.conf_dir, PathBuf::from("/host/etc/cni/net.d"));
         assert_eq!(c.bin_dir, PathBuf::from("/host/opt/cni/bin"));
-        let node = cfg(&[("HOST_CNI_CONFDIR_PATH", "/etc/cni/net.d"), ("HOST_CNI_BIN_PATH", "/opt/cni/bin")]).unwrap();
+        let node = cfg(&[
+            ("HOST_CNI_CONFDIR_PATH", "/etc/cni/net.d"),
+            ("HOST_CNI_BIN_PATH", "/opt/cni/bin"),
+        ])
+        .unwrap();
         assert_eq!(node.conf_dir, PathBuf::from("/etc/cni/net.d"));
         let j = conflist(&c);
         assert_eq!(j["cniVersion"], "0.4.0");
@@ -323,7 +333,7 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names, vec![OsString::from(CONFLIST_NAME)]);
+        assert_eq!(names, vec![std::ffi::OsString::from(CONFLIST_NAME)]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

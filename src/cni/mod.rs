@@ -121,7 +121,8 @@ fn init_logging(stdin: &[u8]) {
         level: Option<String>,
     }
     let conf = serde_json::from_slice::<LogConf>(stdin).ok();
-    let (dest, redirected) = PluginLogDestination::parse(conf.as_ref().and_then(|c| c.file.as_deref()).unwrap_or(""));
+    let (dest, redirected) =
+        PluginLogDestination::parse(conf.as_ref().and_then(|c| c.file.as_deref()).unwrap_or(""));
     let level = conf
         .as_ref()
         .and_then(|c| c.level.as_deref())
