@@ -22,6 +22,7 @@ pub mod datastore;
 pub mod pool;
 pub mod store;
 
+pub use checkpoint::CheckpointData;
 pub use cidr::{CidrError, Ipv4Cidr, Ipv6Cidr};
 pub use datastore::{
     AddressMode, AssignRequest, Assigned, Datastore, DatastoreConfig, DatastoreError, Eni,
@@ -74,5 +75,13 @@ impl core::ops::Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, d: Duration) -> Instant {
         self.saturating_add(d)
+    }
+}
+
+impl core::ops::Sub<Duration> for Instant {
+    type Output = Instant;
+    fn sub(self, d: Duration) -> Instant {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Instant(self.0.saturating_sub(ms))
     }
 }

@@ -373,18 +373,12 @@ impl Pool {
         };
         let available = stats.available();
         let per_eni = self.max_ips_per_eni(ds.mode());
-        let (unit, warm) = if pd {
-            (IPS_PER_PREFIX, self.cfg.warm_prefix_target)
+        let warm = if pd {
+            self.cfg.warm_prefix_target
         } else {
-            (per_eni, self.cfg.warm_eni_target)
+            self.cfg.warm_eni_target
         };
-        let too_low = if stats.total >= self.cfg.max_pods {
-            false
-        } else if ip_targets {
-            short > 0
-        } else {
-            available < unit.saturating_mul(warm) || (warm == 0 && available == 0)
-        };
+        let too_low = self.too_low(&stats, pd);
         let too_high = if ip_targets {
             over > 0
         } else if pd {
@@ -404,6 +398,41 @@ impl Pool {
             too_high,
             remove_extra_enis,
         }
+    }
+
+    /// Upstream `isDatastorePoolTooLow` for given counters.
+    fn too_low(&self, stats: &PoolStats, pd: bool) -> bool {
+        if stats.total >= self.cfg.max_pods {
+            return false;
+        }
+        if self.cfg.ip_targets_defined() {
+            return self.target_state(stats, pd).0 > 0;
+        }
+        let available = stats.available();
+        let (unit, warm) = if pd {
+            (IPS_PER_PREFIX, self.cfg.warm_prefix_target)
+        } else {
+            (self.limits.slots_per_eni(), self.cfg.warm_eni_target)
+        };
+        available < unit.saturating_mul(warm) || (warm == 0 && available == 0)
+    }
+
+    /// Whether the pool would be too low after releasing these free blocks. Upstream has no such
+    /// check, and with WARM_PREFIX_TARGET=0 it releases the only free prefix and re-allocates it
+    /// on the next tick, forever; we never release into a "too low" state.
+    fn too_low_without(&self, ds: &Datastore, now: Instant, gone: &[Ipv4Cidr]) -> bool {
+        let pd = ds.mode() == AddressMode::PrefixIpv4;
+        let mut s = ds.stats(now);
+        for c in gone {
+            if ds.in_mode(c) {
+                s.total = s.total.saturating_sub(c.size() as u32);
+            }
+            if !c.is_host() {
+                s.total_prefixes = s.total_prefixes.saturating_sub(1);
+                s.free_prefixes = s.free_prefixes.saturating_sub(1);
+            }
+        }
+        self.too_low(&s, pd)
     }
 
     /// Upstream `datastoreTargetState`: (short, over) in addresses, or prefixes in prefix mode.
@@ -630,6 +659,21 @@ impl Pool {
         } else {
             0
         };
+        // Cooling addresses are part of `available` and will be free again shortly; releasing the
+        // usable ones instead would leave the pool empty until the cooldown ends. So they are kept
+        // out of what is released now and released later, once cool, if still over.
+        let cooling_units = if pd {
+            ds.enis()
+                .filter(|e| e.serves_pods())
+                .flat_map(|e| e.ipv4_cidrs())
+                .filter(|c| {
+                    !c.is_host() && ds.assigned_in_v4(c) == 0 && ds.cooling_in_v4(c, now) > 0
+                })
+                .count() as u32
+        } else {
+            a.stats.cooling
+        };
+        over = over.saturating_sub(cooling_units);
         let mut plan: Vec<(String, Vec<Ipv4Cidr>)> = Vec::new();
         // Highest device number first, so pods (placed lowest first) leave the high ENIs emptiable.
         for e in ds
@@ -656,6 +700,19 @@ impl Pool {
             }
             over -= free.len() as u32;
             plan.push((e.id().into(), free));
+        }
+        // Give back blocks from the end of the plan while releasing all would leave the pool too low.
+        loop {
+            let all: Vec<Ipv4Cidr> = plan.iter().flat_map(|(_, c)| c.iter().copied()).collect();
+            if all.is_empty() || !self.too_low_without(ds, now, &all) {
+                break;
+            }
+            if let Some((_, last)) = plan.last_mut() {
+                last.pop();
+                if last.is_empty() {
+                    plan.pop();
+                }
+            }
         }
         self.release(ds, plan, now)
     }
@@ -715,6 +772,10 @@ impl Pool {
                 && self.cfg.warm_prefix_target != 0
                 && other_free_prefixes < self.cfg.warm_prefix_target
             {
+                continue;
+            }
+            let blocks: Vec<Ipv4Cidr> = e.ipv4_cidrs().copied().collect();
+            if self.too_low_without(ds, now, &blocks) {
                 continue;
             }
             return Some(e.id().into());
