@@ -2,7 +2,8 @@
 //! enforces the instance limits, and a `Node` that runs the plan → execute → record loop on a
 //! simulated clock.
 
-#![allow(dead_code)]
+// Test-only harness: a panic here is a test failure, so unwrap is fine.
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
