@@ -1,5 +1,8 @@
 //! Datastore: assignment keys, cooldown, deterministic choice, modes, undo, checkpoint restore.
 
+// Test crate: helpers outside #[test] fns may unwrap too (a panic is a test failure).
+#![allow(clippy::unwrap_used)]
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 

@@ -1,6 +1,9 @@
 //! Warm-pool planner: the seed's worked examples and the upstream rules around them, run on a
 //! simulated node (planner + datastore + an in-memory EC2 that enforces instance limits).
 
+// Test crate: helpers outside #[test] fns may unwrap too (a panic is a test failure).
+#![allow(clippy::unwrap_used)]
+
 mod ipam_support;
 
 use std::time::Duration;

@@ -1,5 +1,8 @@
 //! Checkpoint file I/O in throwaway directories: atomic writes, missing files, corrupt files kept aside.
 
+// Test crate: helpers outside #[test] fns may unwrap too (a panic is a test failure).
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
