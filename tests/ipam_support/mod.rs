@@ -33,6 +33,10 @@ pub struct FakeEc2 {
     next_eni: u32,
     pub violations: Vec<String>,
     pub calls: usize,
+    /// Assign requests EC2 refused with PrivateIpAddressLimitExceeded.
+    pub limit_exceeded: usize,
+    /// Attaches EC2 refused with AttachmentLimitExceeded.
+    pub attach_refused: usize,
 }
 
 impl FakeEc2 {
@@ -54,6 +58,8 @@ impl FakeEc2 {
             next_eni: 1,
             violations: vec![],
             calls: 0,
+            limit_exceeded: 0,
+            attach_refused: 0,
         }
     }
 
@@ -91,8 +97,9 @@ impl FakeEc2 {
                 prefixes,
             } => {
                 if self.enis.len() as u32 >= self.limits.max_enis {
-                    self.violations
-                        .push(format!("CreateEni with {} ENIs attached", self.enis.len()));
+                    // AttachmentLimitExceeded (the driver deletes the new ENI). Happens after a free
+                    // that failed: gone from the datastore, still attached, until reconcile.
+                    self.attach_refused += 1;
                     return Outcome {
                         action: action.id,
                         result: Err(Failure::Other),
@@ -142,12 +149,25 @@ impl FakeEc2 {
                         result: Err(Failure::Other),
                     };
                 }
-                if have + *count as usize > slots || *count == 0 {
-                    self.violations
-                        .push(format!("assign {count} to {eni} holding {have} of {slots}"));
+                if *count == 0 {
+                    self.violations.push(format!("assign 0 to {eni}"));
+                }
+                if have + *count as usize > slots {
+                    // EC2 answers PrivateIpAddressLimitExceeded; the driver then describes the ENI and
+                    // reports what EC2 has (upstream's datastore-drift path). Happens after an
+                    // unassign that failed: gone from the datastore, still on the ENI.
+                    self.limit_exceeded += 1;
+                    let cidrs = &self.enis[eni].cidrs;
                     return Outcome {
                         action: action.id,
-                        result: Err(Failure::Other),
+                        result: Ok(Completed::Assigned {
+                            addresses: cidrs
+                                .iter()
+                                .filter(|c| c.is_host())
+                                .map(|c| c.addr())
+                                .collect(),
+                            prefixes: cidrs.iter().filter(|c| !c.is_host()).copied().collect(),
+                        }),
                     };
                 }
                 let (mut addrs, mut pfx) = (vec![], vec![]);
@@ -304,6 +324,42 @@ impl Node {
             }
         }
         None
+    }
+
+    /// What ipamd's IMDS/EC2 reconcile does: ENIs and blocks EC2 has but the datastore lacks are
+    /// added back (ENIs as new, so they are young again), except blocks the planner released less
+    /// than 60 s ago (`recently_freed`). Blocks the datastore has but EC2 lacks are force-removed.
+    pub fn reconcile(&mut self) {
+        let ec2: Vec<(String, FakeEni)> = self
+            .ec2
+            .enis
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (id, e) in &ec2 {
+            if self.ds.eni(id).is_none() {
+                let spec = EniSpec {
+                    id: id.clone(),
+                    device_number: e.device_number,
+                    ..EniSpec::default()
+                };
+                self.ds.add_eni(spec, self.now).unwrap();
+            }
+            let have: Vec<Ipv4Cidr> = self.ds.eni(id).unwrap().ipv4_cidrs().copied().collect();
+            for c in &e.cidrs {
+                if have.contains(c) || self.pool.recently_freed(c, self.now) {
+                    continue;
+                }
+                if c.is_host() {
+                    self.ds.add_ipv4_addresses(id, &[c.addr()]).unwrap();
+                } else {
+                    self.ds.add_ipv4_prefixes(id, &[*c]).unwrap();
+                }
+            }
+            for c in have.iter().filter(|c| !e.cidrs.contains(c)) {
+                let _ = self.ds.remove_ipv4_cidr(id, *c, true);
+            }
+        }
     }
 
     pub fn add_pod(&mut self, i: u32) -> std::net::IpAddr {
