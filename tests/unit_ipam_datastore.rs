@@ -438,3 +438,27 @@ fn counters_per_eni_and_unmanaged_enis_serve_no_pods() {
     let s = ds.stats(T0);
     assert_eq!((s.total, s.assigned, s.cooling, s.enis), (4, 3, 1, 3));
 }
+
+#[test]
+fn introspection_json_has_upstreams_eni_infos_shape() {
+    let mut ds = Datastore::new(DatastoreConfig::default());
+    ds.add_eni(eni("eni-a", 0), T0).unwrap();
+    ds.add_ipv4_addresses("eni-a", &[v4("10.0.1.7"), v4("10.0.1.9")])
+        .unwrap();
+    ds.assign(req("a"), T0).unwrap();
+    ds.assign(req("b"), T0).unwrap();
+    let _ = ds.unassign(&IpamKey::new("aws-cni", "b", "eth0"), T0);
+    let now = T0 + Duration::from_secs(2);
+    let infos = vpc_cni::ipam::introspect::eni_infos(&ds, now, 1_700_000_002_000_000_000);
+    let json = serde_json::to_string(&infos).unwrap();
+    let want = concat!(
+        r#"{"TotalIPs":2,"AssignedIPs":1,"ENIs":{"eni-a":{"ID":"eni-a","IsPrimary":true,"IsTrunk":false,"IsEFA":false,"DeviceNumber":0,"#,
+        r#""AvailableIPv4Cidrs":{"10.0.1.7/32":{"Cidr":{"IP":"10.0.1.7","Mask":"/////w=="},"IPAddresses":{"10.0.1.7":{"Address":"10.0.1.7","#,
+        r#""IPAMKey":{"networkName":"aws-cni","containerID":"","ifName":""},"IPAMMetadata":{"k8sPodNamespace":"ns","k8sPodName":"pod-a","interfacesCount":1},"#,
+        r#""AssignedTime":"2023-11-14T22:13:20Z","UnassignedTime":"0001-01-01T00:00:00Z"}},"IsPrefix":false,"AddressFamily":""},"#,
+        r#""10.0.1.9/32":{"Cidr":{"IP":"10.0.1.9","Mask":"/////w=="},"IPAddresses":{"10.0.1.9":{"Address":"10.0.1.9","#,
+        r#""IPAMKey":{"networkName":"","containerID":"","ifName":""},"IPAMMetadata":{},"#,
+        r#""AssignedTime":"0001-01-01T00:00:00Z","UnassignedTime":"2023-11-14T22:13:20Z"}},"IsPrefix":false,"AddressFamily":""}},"IPv6Cidrs":{}}}}"#
+    );
+    assert_eq!(json, want);
+}

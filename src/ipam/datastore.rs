@@ -822,6 +822,15 @@ impl Datastore {
             .is_some_and(|t| now.saturating_since(*t) <= self.cfg.ip_cooldown)
     }
 
+    /// Addresses released less than the cooldown ago, with their release time.
+    pub fn cooling(&self, now: Instant) -> impl Iterator<Item = (IpAddr, Instant)> + '_ {
+        let cd = self.cfg.ip_cooldown;
+        self.released_at
+            .iter()
+            .filter(move |(_, t)| now.saturating_since(**t) <= cd)
+            .map(|(a, t)| (*a, *t))
+    }
+
     fn prune_cooldown(&mut self, now: Instant) {
         let cd = self.cfg.ip_cooldown;
         self.released_at

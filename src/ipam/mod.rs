@@ -19,6 +19,7 @@
 pub mod checkpoint;
 pub mod cidr;
 pub mod datastore;
+pub mod introspect;
 pub mod pool;
 pub mod store;
 
