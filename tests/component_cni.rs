@@ -1,7 +1,7 @@
 //! The CNI plugin under a real CNI client: Debian's libcni (tests/cni-client) runs our conflist with Debian's
 //! reference plugins (portmap, bandwidth, tuning) chained after aws-cni, inside a "node" namespace this test
 //! creates; pods are namespaces too. ipamd's RPC server is hosted in this process over a unix socket, backed by
-//! an address pool seeded directly (no EC2 needed to prove the plugin).
+//! the ipam datastore seeded directly with two ENIs (no EC2 needed to prove the plugin).
 //!
 //! Needs root, `ip`, ping, iptables, /usr/lib/cni and Go with libcni sources (scripts/setup installs them).
 
@@ -10,7 +10,7 @@
 #[path = "support/netns.rs"]
 mod netns;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -21,135 +21,154 @@ use std::time::Duration;
 use netns::TestNs;
 use serde_json::{json, Value};
 use vpc_cni::cni::install;
+use vpc_cni::ipam::{
+    self, AssignRequest, Datastore, DatastoreConfig, EniSpec, IpamKey, PodAddress, PodMetadata,
+    ReleaseOutcome,
+};
 use vpc_cni::rpc::{self, AddressManager, RpcCode, RpcError};
 
 const NODE_IP: &str = "10.0.0.10";
 const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
 
 // ---------------------------------------------------------------------------------------------------------------
-// ipamd stand-in: the RPC server of the product, over a small address pool (test fixture).
+// ipamd's side for these tests: the product RPC server (rpc::Server) over the product datastore (ipam::Datastore),
+// seeded directly with two ENIs instead of from EC2. The adapter below is what ipamd does per request, minus the
+// checkpoint write.
 
-type Key = (String, String, String);
-
-#[derive(Default)]
-struct PoolState {
-    free: VecDeque<(Ipv4Addr, u32)>,
-    assigned: BTreeMap<Key, (Ipv4Addr, u32, String, String)>,
+struct NodeIpam {
+    ds: Mutex<Datastore>,
+    epoch: std::time::Instant,
 }
 
-/// A minimal honest allocator (test fixture, not product code): addresses from two "ENIs" — the primary (route
-/// table 0) and a secondary with route table 2 — handed out in order, idempotent per key, NotFound on unknown DEL.
-struct FixturePool(Mutex<PoolState>);
+impl NodeIpam {
+    /// The primary ENI (device 0) with 10.0.0.20–35 and a secondary ENI (device 1, route table 2) with 10.0.1.20–35.
+    fn seeded() -> Arc<NodeIpam> {
+        let mut ds = Datastore::new(DatastoreConfig::default());
+        let now = ipam::Instant::from_millis(0);
+        let enis = [
+            ("eni-primary", 0, [10, 0, 0], Ipv4Addr::new(10, 0, 0, 10)),
+            ("eni-second", 1, [10, 0, 1], Ipv4Addr::new(10, 0, 1, 10)),
+        ];
+        for (id, device, [a, b, c], primary_ip) in enis {
+            ds.add_eni(
+                EniSpec {
+                    id: id.into(),
+                    device_number: device,
+                    primary_ipv4: Some(primary_ip),
+                    is_primary: device == 0,
+                    ..Default::default()
+                },
+                now,
+            )
+            .unwrap();
+            let addrs: Vec<Ipv4Addr> = (20..36).map(|d| Ipv4Addr::new(a, b, c, d)).collect();
+            ds.add_ipv4_addresses(id, &addrs).unwrap();
+        }
+        Arc::new(NodeIpam {
+            ds: Mutex::new(ds),
+            epoch: std::time::Instant::now(),
+        })
+    }
 
-impl FixturePool {
-    fn new(primary: u8, secondary: u8) -> Arc<FixturePool> {
-        let mut st = PoolState::default();
-        for i in 0..primary {
-            st.free.push_back((Ipv4Addr::new(10, 0, 0, 20 + i), 0));
-        }
-        for i in 0..secondary {
-            st.free.push_back((Ipv4Addr::new(10, 0, 1, 20 + i), 2));
-        }
-        Arc::new(FixturePool(Mutex::new(st)))
+    fn now(&self) -> ipam::Instant {
+        ipam::Instant::from_millis(self.epoch.elapsed().as_millis() as u64)
     }
 
     fn assigned(&self) -> usize {
-        self.0.lock().unwrap().assigned.len()
+        self.ds.lock().unwrap().allocations().count()
+    }
+
+    fn allocation(pod: &PodAddress) -> rpc::IpAllocation {
+        rpc::IpAllocation {
+            ipv4_addr: pod.address.to_string(),
+            ipv6_addr: String::new(),
+            device_number: pod.device_number,
+            // The protocol's 0 = primary ENI: no from-pod rule.
+            route_table_id: if pod.eni_is_primary {
+                0
+            } else {
+                pod.route_table_id
+            },
+        }
     }
 }
 
-impl AddressManager for FixturePool {
+impl AddressManager for NodeIpam {
     fn add_network(&self, req: &rpc::AddNetworkRequest) -> Result<rpc::AddNetworkReply, RpcError> {
-        let mut st = self.0.lock().unwrap();
-        let key = (
-            req.network_name.clone(),
-            req.container_id.clone(),
-            req.if_name.clone(),
-        );
-        let (ip, table) = match st.assigned.get(&key) {
-            Some((ip, t, _, _)) => (*ip, *t),
-            None => {
-                let (ip, t) = st.free.pop_front().ok_or_else(|| {
-                    RpcError::new(RpcCode::ResourceExhausted, "no available IP addresses")
-                })?;
-                let meta = (
-                    ip,
-                    t,
-                    req.k8s_pod_namespace.clone(),
-                    req.k8s_pod_name.clone(),
-                );
-                st.assigned.insert(key, meta);
-                (ip, t)
-            }
-        };
+        let now = self.now();
+        let assigned = self
+            .ds
+            .lock()
+            .unwrap()
+            .assign(
+                AssignRequest {
+                    key: IpamKey::new(&req.network_name, &req.container_id, &req.if_name),
+                    metadata: PodMetadata {
+                        namespace: req.k8s_pod_namespace.clone(),
+                        name: req.k8s_pod_name.clone(),
+                        interfaces_count: 1,
+                    },
+                    unix_nanos: 0,
+                },
+                now,
+            )
+            .map_err(|e| RpcError::new(RpcCode::ResourceExhausted, e.to_string()))?;
         Ok(rpc::AddNetworkReply {
             success: true,
-            ip_allocations: vec![rpc::IpAllocation {
-                ipv4_addr: ip.to_string(),
-                route_table_id: table,
-                device_number: table.saturating_sub(1),
-                ..Default::default()
-            }],
+            ip_allocations: vec![NodeIpam::allocation(&assigned.pod)],
             ..Default::default()
         })
     }
 
     fn del_network(&self, req: &rpc::DelNetworkRequest) -> Result<rpc::DelNetworkReply, RpcError> {
-        let mut st = self.0.lock().unwrap();
-        let key = (
-            req.network_name.clone(),
-            req.container_id.clone(),
-            req.if_name.clone(),
-        );
-        let (ip, t, _, _) = st
-            .assigned
-            .remove(&key)
-            .ok_or_else(|| RpcError::new(RpcCode::NotFound, format!("no address for {key:?}")))?;
-        st.free.push_back((ip, t));
-        Ok(rpc::DelNetworkReply {
-            success: true,
-            ip_allocations: vec![rpc::IpAllocation {
-                ipv4_addr: ip.to_string(),
-                route_table_id: t,
+        let now = self.now();
+        let key = IpamKey::new(&req.network_name, &req.container_id, &req.if_name);
+        match self.ds.lock().unwrap().unassign(&key, now) {
+            ReleaseOutcome::Released(r) => Ok(rpc::DelNetworkReply {
+                success: true,
+                ip_allocations: vec![NodeIpam::allocation(&r.pod)],
                 ..Default::default()
-            }],
-            ..Default::default()
-        })
+            }),
+            ReleaseOutcome::Unknown => Err(RpcError::new(
+                RpcCode::NotFound,
+                format!("no address for {key}"),
+            )),
+        }
     }
 
     fn status(&self) -> rpc::StatusReply {
+        let stats = self.ds.lock().unwrap().stats(self.now());
         rpc::StatusReply {
-            ready: true,
-            message: String::new(),
+            ready: stats.available() > 0,
+            message: format!("{} of {} addresses free", stats.available(), stats.total),
         }
     }
 
     fn gc_network(&self, req: &rpc::GcRequest) -> Result<rpc::GcReply, RpcError> {
-        let mut st = self.0.lock().unwrap();
-        let stale: Vec<Key> = st
-            .assigned
-            .keys()
-            .filter(|(net, cid, ifn)| {
-                *net == req.network_name
+        let now = self.now();
+        let mut ds = self.ds.lock().unwrap();
+        let stale: Vec<IpamKey> = ds
+            .allocations()
+            .map(|(_, a)| a.key.clone())
+            .filter(|k| {
+                k.network_name == req.network_name
                     && !req
                         .valid
                         .iter()
-                        .any(|v| v.container_id == *cid && v.if_name == *ifn)
+                        .any(|v| v.container_id == k.container_id && v.if_name == k.if_name)
             })
-            .cloned()
             .collect();
         let mut released = Vec::new();
-        for k in stale {
-            if let Some((ip, t, ns, name)) = st.assigned.remove(&k) {
-                st.free.push_back((ip, t));
+        for key in stale {
+            if let ReleaseOutcome::Released(r) = ds.unassign(&key, now) {
                 released.push(rpc::Released {
                     key: rpc::AttachmentKey {
-                        container_id: k.1.clone(),
-                        if_name: k.2.clone(),
+                        container_id: key.container_id.clone(),
+                        if_name: key.if_name.clone(),
                     },
-                    ipv4_addr: ip.to_string(),
-                    k8s_pod_namespace: ns,
-                    k8s_pod_name: name,
+                    ipv4_addr: r.pod.address.to_string(),
+                    k8s_pod_namespace: r.allocation.metadata.namespace.clone(),
+                    k8s_pod_name: r.allocation.metadata.name.clone(),
                 });
             }
         }
@@ -191,7 +210,7 @@ struct Node {
     ns: TestNs,
     dir: PathBuf,
     socket: PathBuf,
-    pool: Arc<FixturePool>,
+    pool: Arc<NodeIpam>,
     server: Option<rpc::ServerHandle>,
     conflist: PathBuf,
 }
@@ -232,7 +251,7 @@ impl Node {
         let conflist = dir.join("10-aws.conflist");
         std::fs::write(&conflist, serde_json::to_vec_pretty(&list).unwrap()).unwrap();
         let socket = dir.join("ipamd.sock");
-        let pool = FixturePool::new(16, 16);
+        let pool = NodeIpam::seeded();
         let server = rpc::Server::bind(&socket)
             .unwrap()
             .spawn(pool.clone(), Duration::from_secs(5))
@@ -455,7 +474,7 @@ fn libcni_runs_twenty_pods_through_the_reference_chain_with_traffic_both_ways() 
         );
         ips.push(pod_ip(&result));
     }
-    // 16 pods on the primary ENI, 4 on the secondary (route table 2, with a from-pod rule).
+    // Pods on the secondary ENI (route table 2) get a from-pod rule; pods on the primary ENI do not.
     assert_eq!(node.pool.assigned(), 20);
     let rules = node.pod_rules();
     assert_eq!(
@@ -463,15 +482,24 @@ fn libcni_runs_twenty_pods_through_the_reference_chain_with_traffic_both_ways() 
         20,
         "{rules:?}"
     );
+    let secondary: Vec<&String> = ips.iter().filter(|ip| ip.starts_with("10.0.1.")).collect();
     assert_eq!(
         rules.iter().filter(|r| r.starts_with("1536:")).count(),
-        4,
+        secondary.len(),
         "{rules:?}"
     );
-    assert!(
-        rules.iter().any(|r| r.contains("from 10.0.1.20 lookup 2")),
-        "{rules:?}"
-    );
+    for ip in &secondary {
+        assert!(
+            rules
+                .iter()
+                .any(|r| r.contains(&format!("from {ip} lookup 2"))),
+            "{ip}: {rules:?}"
+        );
+    }
+    let mut distinct = ips.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 20);
 
     for (p, ip) in pods.iter().zip(&ips) {
         // Pod side as planned: address, link route to the gateway, default route, permanent neighbour.
