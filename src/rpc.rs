@@ -806,6 +806,29 @@ mod tests {
     }
 
     #[test]
+    fn a_server_that_never_answers_hits_the_deadline() {
+        let path = temp_socket("silent");
+        let _ = std::fs::remove_file(&path);
+        // Bound and listening (the kernel completes the connection), but nobody reads or answers.
+        let _listener = UnixListener::bind(&path).unwrap();
+        let started = std::time::Instant::now();
+        match Client::new(&path, Duration::from_millis(200)).status() {
+            Err(ClientError::Io { source, .. }) => {
+                assert!(
+                    matches!(
+                        source.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ),
+                    "{source}"
+                );
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
     fn a_stale_socket_file_is_replaced() {
         let path = temp_socket("stale");
         let _ = std::fs::remove_file(&path);

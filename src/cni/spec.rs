@@ -894,6 +894,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn results_round_trip_in_every_version(a in proptest::prelude::any::<u32>(), table in 0u32..20_000,
+                                               v in 0usize..SUPPORTED_VERSIONS.len()) {
+            let ip = Ipv4Addr::from(a);
+            let mut r = sample_result();
+            r.ips[0].address = format!("{ip}/32");
+            r.interfaces[1].mac = table.to_string();
+            let back = CniResult::from_json(&r.to_json(SUPPORTED_VERSIONS[v])).unwrap();
+            proptest::prop_assert_eq!(back.ipv4(), Some(ip));
+            proptest::prop_assert_eq!(back.route_table("eth0"), Some(table));
+            proptest::prop_assert_eq!(back, r);
+        }
+
+        #[test]
+        fn cni_args_parsing_never_panics(s in ".{0,64}") {
+            let _ = CniArgs::parse(&s);
+        }
+    }
+
     #[test]
     fn errors_have_the_spec_shape() {
         let e = CniError::new(
