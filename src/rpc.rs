@@ -15,6 +15,23 @@
 //!
 //! The fields of `AddNetwork`/`DelNetwork` are those of upstream's gRPC `AddNetworkRequest`/`Reply` and
 //! `DelNetworkRequest`/`Reply`; `GcNetwork` is ours (CNI 1.1 GC).
+//!
+//! **Hosting it in ipamd**: implement [`AddressManager`] over the datastore (assign/unassign, checkpoint write,
+//! undo on a failed write; answer `NotFound` for an unknown key on DEL, `Unavailable` before the node is
+//! initialised, `ResourceExhausted` when no address is free; report the primary ENI's addresses with
+//! `route_table_id: 0`), then bind and serve, and install the conflist once ready:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use vpc_cni::rpc::{self, AddressManager};
+//! # fn host(manager: Arc<dyn AddressManager>, config: &vpc_cni::config::Config) -> Result<(), Box<dyn std::error::Error>> {
+//! let server = rpc::Server::bind(rpc::socket_path_from_env())?.spawn(manager, Duration::from_secs(5))?;
+//! // … once the datastore can serve ADDs:
+//! vpc_cni::cni::install::install(&vpc_cni::cni::install::InstallConfig::from_config(config))?;
+//! // keep `server` alive for the daemon's lifetime; dropping it stops accepting and removes the socket.
+//! # drop(server); Ok(()) }
+//! ```
 
 use std::fmt;
 use std::io::{self, Read, Write};
