@@ -1,11 +1,16 @@
 //! The pure pod-wiring plan: (configuration, allocation) → ordered kernel operations.
 //!
 //! ADD runs [`add_plan`] in order; a failure part-way runs [`teardown_plan`] (every step of which tolerates
-//! "already gone") over what was created, so a pod is never left half wired. CHECK verifies the steps of [`add_plan`] that leave state
-//! behind ([`Op::leaves_state`]). DEL runs [`teardown_plan`]. No I/O here.
+//! "already gone") over what was created, so a pod is never left half wired. CHECK verifies the steps of
+//! [`add_plan`] that leave state behind ([`Op::leaves_state`]). DEL runs [`teardown_plan`]. No I/O here, and
+//! only `core`/`alloc` paths (the clippy lints below keep it so).
 
-use std::fmt;
-use std::net::Ipv4Addr;
+#![deny(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
+
+extern crate alloc;
+
+use core::fmt;
+use core::net::Ipv4Addr;
 
 /// The pod's next hop: a link-local address answered by a static neighbour entry (never ARPed).
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);

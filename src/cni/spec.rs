@@ -2,8 +2,12 @@
 //!
 //! Pure: parses what the runtime hands the plugin and renders what the plugin hands back. No I/O.
 
-use std::fmt;
-use std::net::Ipv4Addr;
+#![deny(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
+
+extern crate alloc;
+
+use core::fmt;
+use core::net::Ipv4Addr;
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -98,7 +102,7 @@ impl fmt::Display for CniError {
     }
 }
 
-impl std::error::Error for CniError {}
+impl core::error::Error for CniError {}
 
 /// The CNI verb (`CNI_COMMAND`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -710,7 +714,7 @@ pub fn version_json(cni_version: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use alloc::collections::BTreeMap;
 
     fn env_from(pairs: &[(&str, &str)]) -> Result<Env, CniError> {
         let map: BTreeMap<String, String> = pairs
