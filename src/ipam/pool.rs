@@ -821,7 +821,11 @@ impl Pool {
                 }),
             ) => {
                 let eni_id = eni.id.clone();
-                ds.add_eni(eni, now).map_err(OutcomeError::Datastore)?;
+                match ds.add_eni(eni, now) {
+                    // The reconcile loop may have found the new ENI in IMDS first.
+                    Ok(()) | Err(DatastoreError::DuplicateEni(_)) => {}
+                    Err(e) => return Err(OutcomeError::Datastore(e)),
+                }
                 self.last_pool_action = Some(now);
                 ds.add_ipv4_addresses(&eni_id, &addresses)
                     .map_err(OutcomeError::Datastore)?;
