@@ -410,3 +410,28 @@ mod vic {
         vpc_cni::ipam::Ipv4Cidr::host(a)
     }
 }
+
+#[test]
+fn no_growth_and_no_eni_free_while_eni_changes_are_not_allowed() {
+    let mut node = m4(PoolConfig::default());
+    node.pool.set_eni_changes_allowed(false);
+    assert!(node.settle(3, 10).is_some());
+    assert_eq!(
+        node.shape(),
+        (0, 1, 0),
+        "a terminating/unschedulable node does not grow"
+    );
+    node.pool.set_eni_changes_allowed(true);
+    grow(&mut node, 30);
+    assert_eq!(node.shape().1, 3);
+    for p in 1..=30 {
+        let _ = node.ds.unassign(&key(p), node.now);
+    }
+    node.pool.set_eni_changes_allowed(false);
+    node.advance(Duration::from_secs(120));
+    node.settle(3, 30);
+    assert_eq!(node.shape().1, 3, "no ENI is freed either");
+    node.pool.set_eni_changes_allowed(true);
+    node.settle(3, 30);
+    assert_eq!(node.shape(), (29, 1, 29));
+}

@@ -519,12 +519,11 @@ impl Datastore {
             })?;
         for c in cidrs {
             for (i, other) in self.enis.iter().enumerate() {
-                if let Some(hit) = other
+                if other
                     .v4
                     .iter()
-                    .find(|o| o.overlaps(c) && !(i == idx && *o == c))
+                    .any(|o| o.overlaps(c) && !(i == idx && o == c))
                 {
-                    let _ = hit;
                     return Err(DatastoreError::CidrOnOtherEni {
                         cidr: c.to_string(),
                         eni: eni.into(),

@@ -298,6 +298,7 @@ pub struct Pool {
     last_pool_action: Option<Instant>,
     retry_single: Option<String>,
     recently_freed: BTreeMap<Ipv4Cidr, Instant>,
+    eni_changes_allowed: bool,
 }
 
 impl Pool {
@@ -313,7 +314,15 @@ impl Pool {
             last_pool_action: None,
             retry_single: None,
             recently_freed: BTreeMap::new(),
+            eni_changes_allowed: true,
         }
+    }
+
+    /// Upstream `isENIAttachmentAllowed`: while ipamd is terminating, or the node is unschedulable
+    /// and AWS_MANAGE_ENIS_NON_SCHEDULABLE is false, the pool neither grows nor frees ENIs (it may
+    /// still release addresses). The driver sets this from what it knows.
+    pub fn set_eni_changes_allowed(&mut self, allowed: bool) {
+        self.eni_changes_allowed = allowed;
     }
 
     /// Its settings.
@@ -472,7 +481,9 @@ impl Pool {
         let a = self.assess(ds, now);
         let mut grew = false;
         if a.too_low {
-            if let Some(k) = self.increase(ds, &a, now) {
+            if !self.eni_changes_allowed {
+                // Upstream returns here without trying to shrink either.
+            } else if let Some(k) = self.increase(ds, &a, now) {
                 kinds.push(k);
                 grew = true;
             }
@@ -483,7 +494,7 @@ impl Pool {
         }
         // Upstream may grow and free in one tick only in corner cases (an empty ENI with
         // WARM_PREFIX_TARGET=0); we never free in a tick that grows, so the two cannot fight.
-        if a.remove_extra_enis && !grew {
+        if a.remove_extra_enis && !grew && self.eni_changes_allowed {
             if let Some(eni) = self.deletable_eni(ds, now) {
                 // Deleting the ENI releases its blocks; no separate unassign for it.
                 kinds.retain(|k| k.eni() != Some(eni.as_str()));
@@ -821,7 +832,11 @@ impl Pool {
                 }),
             ) => {
                 let eni_id = eni.id.clone();
-                ds.add_eni(eni, now).map_err(OutcomeError::Datastore)?;
+                match ds.add_eni(eni, now) {
+                    // The reconcile loop may have found the new ENI in IMDS first.
+                    Ok(()) | Err(DatastoreError::DuplicateEni(_)) => {}
+                    Err(e) => return Err(OutcomeError::Datastore(e)),
+                }
                 self.last_pool_action = Some(now);
                 ds.add_ipv4_addresses(&eni_id, &addresses)
                     .map_err(OutcomeError::Datastore)?;
