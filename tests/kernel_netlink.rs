@@ -56,6 +56,8 @@ fn wire_pair(
     nb.add_address(ib, net(b_addr)).unwrap();
     na.set_link_up(ia).unwrap();
     nb.set_link_up(ib).unwrap();
+    netns::wait_oper_up(&mut na, ia);
+    netns::wait_oper_up(&mut nb, ib);
     (na, nb, ia, ib)
 }
 
@@ -88,9 +90,16 @@ fn veth_with_peer_in_other_namespace_passes_udp() {
 
     let rx = udp_in(&b, "10.99.0.2:0");
     let tx = udp_in(&a, "10.99.0.1:0");
-    tx.send_to(b"hello pod", rx.local_addr().unwrap()).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut buf = [0u8; 64];
-    let (n, from) = rx.recv_from(&mut buf).unwrap();
+    // Resent a few times: the first packets right after link-up may be dropped by the kernel.
+    let (n, from) = (0..10)
+        .find_map(|_| {
+            tx.send_to(b"hello pod", rx.local_addr().unwrap()).unwrap();
+            rx.recv_from(&mut buf).ok()
+        })
+        .expect("the datagram crosses the veth");
     assert_eq!(&buf[..n], b"hello pod");
     assert_eq!(from.ip(), ip("10.99.0.1"));
 
@@ -255,17 +264,28 @@ fn rules_and_table_routes_steer_a_packet_out_of_the_right_link() {
         .ip(&["route", "show", "table", "1000"])
         .contains("default via 10.1.2.2 dev n2 onlink"));
 
+    // Which peer receives a datagram from `src`; resent a few times, since the kernel may drop
+    // the very first packets right after the links come up.
+    // (Fresh ports each time: a socket just closed may live on for a moment in a child that
+    // another test thread is forking to run `ip`.)
     let send = |src: &str| -> (bool, bool) {
-        let rx1 = udp_in(&p1, "198.51.100.7:4001");
-        let rx2 = udp_in(&p2, "198.51.100.7:4001");
-        rx1.set_read_timeout(Some(Duration::from_millis(300)))
+        let rx1 = udp_in(&p1, "198.51.100.7:0");
+        let port = rx1.local_addr().unwrap().port();
+        let rx2 = udp_in(&p2, &format!("198.51.100.7:{port}"));
+        rx1.set_read_timeout(Some(Duration::from_millis(150)))
             .unwrap();
-        rx2.set_read_timeout(Some(Duration::from_millis(300)))
+        rx2.set_read_timeout(Some(Duration::from_millis(150)))
             .unwrap();
         let tx = udp_in(&n, &format!("{src}:0"));
-        tx.send_to(b"x", "198.51.100.7:4001").unwrap();
         let mut b = [0u8; 8];
-        (rx1.recv_from(&mut b).is_ok(), rx2.recv_from(&mut b).is_ok())
+        for _ in 0..10 {
+            tx.send_to(b"x", ("198.51.100.7", port)).unwrap();
+            let got = (rx1.recv_from(&mut b).is_ok(), rx2.recv_from(&mut b).is_ok());
+            if got != (false, false) {
+                return got;
+            }
+        }
+        (false, false)
     };
     assert_eq!(
         send("10.50.0.9"),
