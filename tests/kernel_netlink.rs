@@ -449,3 +449,79 @@ fn namespace_guard_restores_after_error_and_after_panic() {
         .to_string();
     assert!(e.contains("No such file or directory (ENOENT)"), "{e}");
 }
+
+#[test]
+fn ipv6_pod_routes_rules_and_multipart_dumps() {
+    let t = TestNs::new("v6");
+    let n = Netns::open(t.path()).unwrap();
+    let mut nl = Netlink::open_in(&n).unwrap();
+    let spec = VethSpec {
+        name: "v6a",
+        peer_name: "v6b",
+        mtu: None,
+        mac: None,
+        peer_mac: None,
+        peer_netns: None,
+    };
+    nl.add_veth(&spec).unwrap();
+    let i = nl.link_by_name("v6a").unwrap().unwrap().index;
+    nl.set_link_up(i).unwrap();
+    nl.add_address(i, net("2001:db8::5/128")).unwrap();
+    // The IPv6 pod wiring: `fe80::1 dev eth0` and `default via fe80::1 dev eth0`, here in table 300.
+    let gw = Route::link(net("fe80::1/128"), i).with_table(300);
+    let default = Route::via(IpNet::default_for(true), ip("fe80::1"), i).with_table(300);
+    nl.add_route(&gw).unwrap();
+    nl.add_route(&default).unwrap();
+    let routes = nl.routes(Family::V6, 300).unwrap();
+    assert!(
+        routes
+            .iter()
+            .any(|r| r.dst == net("fe80::1/128") && r.oif == Some(i)),
+        "{routes:?}"
+    );
+    assert!(
+        routes
+            .iter()
+            .any(|r| r.dst.is_empty() && r.gateway == Some(ip("fe80::1"))),
+        "{routes:?}"
+    );
+    assert!(t
+        .ip(&["-6", "route", "show", "table", "300"])
+        .contains("default via fe80::1 dev v6a"));
+    // replace swaps the gateway of the same destination.
+    let other = Route::via(IpNet::default_for(true), ip("fe80::2"), i).with_table(300);
+    nl.replace_route(&other).unwrap();
+    let defaults: Vec<_> = nl
+        .routes(Family::V6, 300)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.dst.is_empty())
+        .collect();
+    assert_eq!(defaults.len(), 1);
+    assert_eq!(defaults[0].gateway, Some(ip("fe80::2")));
+
+    let rule = Rule::from_prefix(net("2001:db8::5/128"), 1536, 300);
+    nl.add_rule(&rule).unwrap();
+    nl.add_rule(&rule).unwrap();
+    let rules = nl.rules(Family::V6).unwrap();
+    assert_eq!(rules.iter().filter(|r| **r == rule).count(), 1, "{rules:?}");
+    assert!(nl
+        .rules(Family::V4)
+        .unwrap()
+        .iter()
+        .all(|r| r.src != rule.src));
+    assert!(nl.delete_rule(&rule).unwrap());
+
+    // 600 routes do not fit in one datagram: the dump spans several, all are read.
+    let v4 = nl.link_by_name("v6b").unwrap().unwrap().index;
+    nl.set_link_up(v4).unwrap();
+    for k in 0..600u32 {
+        let dst = IpNet::host(IpAddr::V4((0x0a40_0000 + k).into()));
+        nl.add_route(&Route::link(dst, v4).with_table(2000))
+            .unwrap();
+    }
+    let many = nl.routes(Family::V4, 2000).unwrap();
+    assert_eq!(many.len(), 600);
+    let shown = t.ip(&["route", "show", "table", "2000"]);
+    assert_eq!(shown.lines().count(), 600);
+}
