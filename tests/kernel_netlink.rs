@@ -56,6 +56,8 @@ fn wire_pair(
     nb.add_address(ib, net(b_addr)).unwrap();
     na.set_link_up(ia).unwrap();
     nb.set_link_up(ib).unwrap();
+    netns::wait_oper_up(&mut na, ia);
+    netns::wait_oper_up(&mut nb, ib);
     (na, nb, ia, ib)
 }
 
@@ -88,9 +90,16 @@ fn veth_with_peer_in_other_namespace_passes_udp() {
 
     let rx = udp_in(&b, "10.99.0.2:0");
     let tx = udp_in(&a, "10.99.0.1:0");
-    tx.send_to(b"hello pod", rx.local_addr().unwrap()).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut buf = [0u8; 64];
-    let (n, from) = rx.recv_from(&mut buf).unwrap();
+    // Resent a few times: the first packets right after link-up may be dropped by the kernel.
+    let (n, from) = (0..10)
+        .find_map(|_| {
+            tx.send_to(b"hello pod", rx.local_addr().unwrap()).unwrap();
+            rx.recv_from(&mut buf).ok()
+        })
+        .expect("the datagram crosses the veth");
     assert_eq!(&buf[..n], b"hello pod");
     assert_eq!(from.ip(), ip("10.99.0.1"));
 
@@ -255,17 +264,28 @@ fn rules_and_table_routes_steer_a_packet_out_of_the_right_link() {
         .ip(&["route", "show", "table", "1000"])
         .contains("default via 10.1.2.2 dev n2 onlink"));
 
+    // Which peer receives a datagram from `src`; resent a few times, since the kernel may drop
+    // the very first packets right after the links come up.
+    // (Fresh ports each time: a socket just closed may live on for a moment in a child that
+    // another test thread is forking to run `ip`.)
     let send = |src: &str| -> (bool, bool) {
-        let rx1 = udp_in(&p1, "198.51.100.7:4001");
-        let rx2 = udp_in(&p2, "198.51.100.7:4001");
-        rx1.set_read_timeout(Some(Duration::from_millis(300)))
+        let rx1 = udp_in(&p1, "198.51.100.7:0");
+        let port = rx1.local_addr().unwrap().port();
+        let rx2 = udp_in(&p2, &format!("198.51.100.7:{port}"));
+        rx1.set_read_timeout(Some(Duration::from_millis(150)))
             .unwrap();
-        rx2.set_read_timeout(Some(Duration::from_millis(300)))
+        rx2.set_read_timeout(Some(Duration::from_millis(150)))
             .unwrap();
         let tx = udp_in(&n, &format!("{src}:0"));
-        tx.send_to(b"x", "198.51.100.7:4001").unwrap();
         let mut b = [0u8; 8];
-        (rx1.recv_from(&mut b).is_ok(), rx2.recv_from(&mut b).is_ok())
+        for _ in 0..10 {
+            tx.send_to(b"x", ("198.51.100.7", port)).unwrap();
+            let got = (rx1.recv_from(&mut b).is_ok(), rx2.recv_from(&mut b).is_ok());
+            if got != (false, false) {
+                return got;
+            }
+        }
+        (false, false)
     };
     assert_eq!(
         send("10.50.0.9"),
@@ -428,4 +448,80 @@ fn namespace_guard_restores_after_error_and_after_panic() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("No such file or directory (ENOENT)"), "{e}");
+}
+
+#[test]
+fn ipv6_pod_routes_rules_and_multipart_dumps() {
+    let t = TestNs::new("v6");
+    let n = Netns::open(t.path()).unwrap();
+    let mut nl = Netlink::open_in(&n).unwrap();
+    let spec = VethSpec {
+        name: "v6a",
+        peer_name: "v6b",
+        mtu: None,
+        mac: None,
+        peer_mac: None,
+        peer_netns: None,
+    };
+    nl.add_veth(&spec).unwrap();
+    let i = nl.link_by_name("v6a").unwrap().unwrap().index;
+    nl.set_link_up(i).unwrap();
+    nl.add_address(i, net("2001:db8::5/128")).unwrap();
+    // The IPv6 pod wiring: `fe80::1 dev eth0` and `default via fe80::1 dev eth0`, here in table 300.
+    let gw = Route::link(net("fe80::1/128"), i).with_table(300);
+    let default = Route::via(IpNet::default_for(true), ip("fe80::1"), i).with_table(300);
+    nl.add_route(&gw).unwrap();
+    nl.add_route(&default).unwrap();
+    let routes = nl.routes(Family::V6, 300).unwrap();
+    assert!(
+        routes
+            .iter()
+            .any(|r| r.dst == net("fe80::1/128") && r.oif == Some(i)),
+        "{routes:?}"
+    );
+    assert!(
+        routes
+            .iter()
+            .any(|r| r.dst.is_empty() && r.gateway == Some(ip("fe80::1"))),
+        "{routes:?}"
+    );
+    assert!(t
+        .ip(&["-6", "route", "show", "table", "300"])
+        .contains("default via fe80::1 dev v6a"));
+    // replace swaps the gateway of the same destination.
+    let other = Route::via(IpNet::default_for(true), ip("fe80::2"), i).with_table(300);
+    nl.replace_route(&other).unwrap();
+    let defaults: Vec<_> = nl
+        .routes(Family::V6, 300)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.dst.is_empty())
+        .collect();
+    assert_eq!(defaults.len(), 1);
+    assert_eq!(defaults[0].gateway, Some(ip("fe80::2")));
+
+    let rule = Rule::from_prefix(net("2001:db8::5/128"), 1536, 300);
+    nl.add_rule(&rule).unwrap();
+    nl.add_rule(&rule).unwrap();
+    let rules = nl.rules(Family::V6).unwrap();
+    assert_eq!(rules.iter().filter(|r| **r == rule).count(), 1, "{rules:?}");
+    assert!(nl
+        .rules(Family::V4)
+        .unwrap()
+        .iter()
+        .all(|r| r.src != rule.src));
+    assert!(nl.delete_rule(&rule).unwrap());
+
+    // 600 routes do not fit in one datagram: the dump spans several, all are read.
+    let v4 = nl.link_by_name("v6b").unwrap().unwrap().index;
+    nl.set_link_up(v4).unwrap();
+    for k in 0..600u32 {
+        let dst = IpNet::host(IpAddr::V4((0x0a40_0000 + k).into()));
+        nl.add_route(&Route::link(dst, v4).with_table(2000))
+            .unwrap();
+    }
+    let many = nl.routes(Family::V4, 2000).unwrap();
+    assert_eq!(many.len(), 600);
+    let shown = t.ip(&["route", "show", "table", "2000"]);
+    assert_eq!(shown.lines().count(), 600);
 }

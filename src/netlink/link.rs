@@ -17,7 +17,9 @@ const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFLA_LINK: u16 = 5;
 const IFLA_MASTER: u16 = 10;
+const IFLA_OPERSTATE: u16 = 16;
 const IFLA_LINKINFO: u16 = 18;
+const IF_OPER_UP: u8 = 6;
 const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_EXT_MASK: u16 = 29;
 const IFLA_INFO_KIND: u16 = 1;
@@ -48,12 +50,20 @@ pub struct Link {
     pub link: Option<u32>,
     /// `IFLA_MASTER`.
     pub master: Option<u32>,
+    /// `IFLA_OPERSTATE` (`IF_OPER_UP` = 6). The kernel sets it, and attaches the real queueing
+    /// discipline, a little after the carrier comes up; packets sent before that are dropped.
+    pub operstate: u8,
 }
 
 impl Link {
     /// True if administratively up (`IFF_UP`).
     pub fn is_up(&self) -> bool {
         self.flags & IFF_UP != 0
+    }
+
+    /// True once the link passes traffic (`IF_OPER_UP`).
+    pub fn is_oper_up(&self) -> bool {
+        self.operstate == IF_OPER_UP
     }
 }
 
@@ -147,6 +157,7 @@ pub(crate) fn parse_link(msg: &Msg<'_>) -> Option<Link> {
         kind: None,
         link: None,
         master: None,
+        operstate: 0,
     };
     for a in attrs(&p[16..]) {
         match a.ty {
@@ -159,6 +170,7 @@ pub(crate) fn parse_link(msg: &Msg<'_>) -> Option<Link> {
             IFLA_MTU => link.mtu = a.u32(),
             IFLA_LINK => link.link = Some(a.u32()),
             IFLA_MASTER => link.master = Some(a.u32()),
+            IFLA_OPERSTATE => link.operstate = a.u8(),
             IFLA_LINKINFO => {
                 for i in a.nested() {
                     if i.ty == IFLA_INFO_KIND {

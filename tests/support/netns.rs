@@ -85,3 +85,19 @@ pub fn run(cmd: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Waits (up to 5 s) until link `index` seen through `nl` is operationally up: the kernel attaches
+/// the queueing discipline only then, and drops what is sent before.
+pub fn wait_oper_up(nl: &mut vpc_cni::netlink::Netlink, index: u32) {
+    for _ in 0..500 {
+        if nl
+            .link_by_index(index)
+            .unwrap()
+            .is_some_and(|l| l.is_oper_up())
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("link {index} did not come up");
+}
