@@ -11,14 +11,7 @@ use std::path::Path;
 use super::apply::{NetError, PodNet};
 use super::plan::{Op, RuleSelector, GATEWAY, MAIN_TABLE};
 use crate::netlink::{self, Family, IpNet, Link, Netlink, Netns, Route, RouteScope, Rule};
-
-/// Host veth IPv6 sysctls (set before the link goes up, as upstream): no router advertisements, accept
-/// redirects, no forwarding.
-const HOST_VETH_IPV6_SYSCTLS: &[(&str, &str)] = &[
-    ("accept_ra", "0"),
-    ("accept_redirects", "1"),
-    ("forwarding", "0"),
-];
+use crate::sysctl::Sysctl;
 
 /// The kernel, seen from the plugin's (host) namespace.
 #[derive(Debug)]
@@ -119,16 +112,18 @@ impl KernelNet {
                 .map_err(|e| e.to_string())
             }
             Op::SetHostVethSysctls { host_ifname } => {
-                let dir = Path::new("/proc/sys/net/ipv6/conf").join(host_ifname);
-                if !dir.is_dir() {
+                if !Path::new("/proc/sys/net/ipv6/conf")
+                    .join(host_ifname)
+                    .is_dir()
+                {
                     return Ok(()); // IPv6 disabled on this host: nothing to set.
                 }
-                for (key, value) in HOST_VETH_IPV6_SYSCTLS {
-                    std::fs::write(dir.join(key), value).map_err(|e| {
-                        format!("write net.ipv6.conf.{host_ifname}.{key}={value}: {e}")
-                    })?;
-                }
-                Ok(())
+                let sysctl = Sysctl::new();
+                sysctl
+                    .set_accept_ra(host_ifname, 0)
+                    .and_then(|()| sysctl.set_accept_redirects(host_ifname, true))
+                    .and_then(|()| sysctl.set_ipv6_forwarding(host_ifname, false))
+                    .map_err(|e| e.to_string())
             }
             Op::HostLinkUp { host_ifname } => {
                 let l = self.host_link(host_ifname)?;
