@@ -273,16 +273,17 @@ impl Node {
     }
 
     fn client(&self) -> CniClient {
+        self.client_with(&self.conflist, &self.dir.join("bin"))
+    }
+
+    fn client_with(&self, conflist: &Path, bin_dir: &Path) -> CniClient {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.ns.name])
             .arg(go_client())
             .arg("-conflist")
-            .arg(&self.conflist)
+            .arg(conflist)
             .arg("-path")
-            .arg(format!(
-                "{}:{REFERENCE_PLUGINS}",
-                self.dir.join("bin").display()
-            ))
+            .arg(format!("{}:{REFERENCE_PLUGINS}", bin_dir.display()))
             .arg("-cache")
             .arg(self.dir.join("cache"))
             .env(rpc::SOCKET_ENV, &self.socket)
@@ -949,4 +950,59 @@ fn del_of_an_old_sandbox_leaves_the_new_sandbox_of_the_same_pod_working() {
     ok(&client.call("del", &new, json!({})), "DEL new sandbox");
     assert_eq!(node.pool.assigned(), 0);
     assert_eq!(node.extra_links(), Vec::<String>::new());
+}
+
+#[test]
+fn install_cni_writes_what_libcni_loads_and_runs() {
+    let node = Node::new(
+        "install",
+        NodeOpts {
+            cni_version: "0.4.0",
+            bandwidth: false,
+            tuning: false,
+        },
+    );
+    let conf_dir = node.dir.join("net.d");
+    let bin_dir = node.dir.join("opt-cni-bin");
+    let out = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
+        .arg("install-cni")
+        .env("HOST_CNI_CONFDIR_PATH", &conf_dir)
+        .env("HOST_CNI_BIN_PATH", &bin_dir)
+        .env(
+            "AWS_VPC_K8S_PLUGIN_LOG_FILE",
+            node.dir.join("installed-plugin.log"),
+        )
+        .env("POD_MTU", "1460")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(bin_dir.join("aws-cni").is_file());
+    let conflist = conf_dir.join("10-aws.conflist");
+    let mut client = node.client_with(&conflist, &bin_dir);
+    let p = pod(0);
+    let result = ok(
+        &client.call("add", &p, json!({})),
+        "ADD with the installed conflist",
+    );
+    assert!(ping(&p.ns, NODE_IP));
+    assert!(p.ns.ip(&["link", "show", "eth0"]).contains("mtu 1460"));
+    ok(&client.call("check", &p, json!({})), "CHECK");
+    ok(&client.call("del", &p, json!({})), "DEL");
+    assert_eq!(node.pool.assigned(), 0);
+    assert_eq!(result["cniVersion"], "0.4.0");
+    // A bad environment is refused with the variable named, and nothing is written.
+    let out = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
+        .arg("install-cni")
+        .env("HOST_CNI_CONFDIR_PATH", node.dir.join("never"))
+        .env("HOST_CNI_BIN_PATH", node.dir.join("never-bin"))
+        .env("POD_MTU", "100")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("POD_MTU"));
+    assert!(!node.dir.join("never").exists());
 }

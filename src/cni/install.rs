@@ -179,6 +179,11 @@ pub fn install_binary(exe: &Path, bin_dir: &Path) -> Result<PathBuf, InstallErro
     };
     std::fs::create_dir_all(bin_dir).map_err(|e| io("create directory", bin_dir, e))?;
     let target = bin_dir.join("aws-cni");
+    if let (Ok(a), Ok(b)) = (std::fs::canonicalize(exe), std::fs::canonicalize(&target)) {
+        if a == b {
+            return Ok(target); // Running as the installed plugin already.
+        }
+    }
     let tmp = bin_dir.join(format!(".aws-cni.tmp.{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     if std::fs::hard_link(exe, &tmp).is_err() {
