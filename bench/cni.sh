@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CNI plugin latency: ADD and DEL median and p99 over N pods (default 200) through libcni (tests/cni-client),
-# aws-cni (release build, stand-in ipamd bench/cni_ipamd_stub.py) vs the reference ptp + host-local, in the same
+# aws-cni (musl release build, stand-in ipamd bench/cni_ipamd_stub.py) vs the reference ptp + host-local, in the same
 # run, on the same "node" namespace. Pods are namespaces made up front. Run as root; prints a Markdown table.
 # Not a test: figures go to docs/benchmarks.md ("CNI plugin").
 set -euo pipefail
@@ -18,11 +18,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --quiet
+# The shipped binary: musl, static (scripts/check-release builds the same).
+target=x86_64-unknown-linux-musl
+cargo build --release --quiet --target "$target"
 GO111MODULE=off GOPATH="$work/gopath:/usr/share/gocode" GOPROXY=off GOFLAGS= GOCACHE="$work/gocache" \
   go build -o "$work/cni-client" tests/cni-client/main.go
 mkdir -p "$work/bin"
-ln -s "$root/target/release/vpc-cni" "$work/bin/aws-cni"
+ln -s "$root/target/$target/release/vpc-cni" "$work/bin/aws-cni"
 
 ip netns add "$node"
 ip -n "$node" link set lo up
