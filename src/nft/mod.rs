@@ -399,14 +399,26 @@ impl Nft {
     /// Makes `table ip aws-cni` match `cfg`: nothing is sent if it already does; otherwise one
     /// atomic transaction replaces (or removes) it.
     pub fn apply(&mut self, cfg: &SnatConfig) -> Result<Outcome, Error> {
+        let rs = ruleset(cfg).map_err(|e| {
+            Error::new(
+                format!("apply nftables table ip {TABLE}"),
+                Cause::Invalid(e),
+            )
+        })?;
+        self.apply_ruleset(rs.as_ref())
+    }
+
+    /// Makes `table ip aws-cni` equal `rs` (or absent for `None`), sending nothing if it already
+    /// is. If the kernel refuses any message, the whole transaction is rolled back and the table
+    /// stays as it was.
+    pub fn apply_ruleset(&mut self, rs: Option<&Ruleset>) -> Result<Outcome, Error> {
         let op = format!("apply nftables table ip {TABLE}");
-        let rs = ruleset(cfg).map_err(|e| Error::new(op.clone(), Cause::Invalid(e)))?;
         let current = self.read()?;
-        let wanted = rs.as_ref().map(snapshot_of);
+        let wanted = rs.map(snapshot_of);
         if current == wanted {
             return Ok(Outcome::Unchanged);
         }
-        let (mut batch, what) = encode_batch(rs.as_ref());
+        let (mut batch, what) = encode_batch(rs);
         self.sock.batch(&mut batch).map_err(|(i, cause)| {
             let step = what.get(i).map(String::as_str).unwrap_or("batch");
             Error::new(format!("{op}: {step}"), cause)
