@@ -401,7 +401,8 @@ class Sim:
             node_imds.serve_socket(self.net.imds_socket(ns), "http://169.254.169.254")
             node["imds_netns_endpoint"] = "http://169.254.169.254"
         node["env"] = dict(self.base_env(), AWS_EC2_METADATA_SERVICE_ENDPOINT=loop_ep)
-        self.nodes[name] = node
+        with self.lock:
+            self.nodes[name] = node
         node_imds.record(time.time())
         self.sync()
         self.write_state()
