@@ -1,0 +1,1 @@
+//! Instance-type limits (under construction).
