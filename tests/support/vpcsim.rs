@@ -236,7 +236,14 @@ impl VpcSim {
         }
         let mut cmd = Command::new(&py);
         cmd.current_dir(&root)
-            .args(["-m", "tests.vpcsim", "start", "--name", &name, "--state-dir"])
+            .args([
+                "-m",
+                "tests.vpcsim",
+                "start",
+                "--name",
+                &name,
+                "--state-dir",
+            ])
             .arg(&state_dir)
             .args(["--region", &opts.region, "--watch-pid"])
             .arg(std::process::id().to_string());
@@ -455,7 +462,12 @@ impl VpcSim {
     }
 
     /// One control-API request (`path` below /vpcsim).
-    pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, SimError> {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, SimError> {
         let url = format!("{}{}", self.control, path);
         let rest = url
             .strip_prefix("http://")
@@ -504,7 +516,14 @@ impl VpcSim {
         self.stopped = true;
         let out = Command::new(python(&self.root))
             .current_dir(&self.root)
-            .args(["-m", "tests.vpcsim", "stop", "--name", &self.name, "--state-dir"])
+            .args([
+                "-m",
+                "tests.vpcsim",
+                "stop",
+                "--name",
+                &self.name,
+                "--state-dir",
+            ])
             .arg(&self.state_dir)
             .output()
             .map_err(|e| err(format!("running stop: {e}")))?;
