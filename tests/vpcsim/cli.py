@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--node", action="append", metavar="TYPE", help="launch a node of this type at start (repeat)")
     sp.add_argument("--watch-pid", type=int, help="stop the sim by itself when this process exits")
     sp.add_argument("--timeout", type=float, default=60.0)
+    sp.add_argument("--policy", choices=["seed001", "extended"], default="seed001",
+                    help="IAM policy of the keys in env and IMDS: seed 001's, or plus IPv6/DescribeSubnets")
 
     sp = sub.add_parser("serve", help="run a sim in the foreground (what start spawns)")
     named(sp)
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--node", action="append", metavar="TYPE")
     sp.add_argument("--watch-pid", type=int)
     sp.add_argument("--port", type=int, default=0, help="EC2/control port on 127.0.0.1 (0: any free port)")
+    sp.add_argument("--policy", choices=["seed001", "extended"], default="seed001")
 
     sp = sub.add_parser("stop", help="stop a sim and remove its namespaces (works even if the server died)")
     named(sp)
@@ -112,7 +115,7 @@ def run(a: argparse.Namespace) -> int:
 
         return server.serve(a)
     if a.cmd == "start":
-        out(client.start(a.name, a.state_dir, a.region, not a.no_netns, a.node, a.watch_pid, a.timeout))
+        out(client.start(a.name, a.state_dir, a.region, not a.no_netns, a.node, a.watch_pid, a.timeout, a.policy))
         return 0
     if a.cmd == "stop":
         client.stop(a.name, a.state_dir)

@@ -55,6 +55,7 @@ def start(
     nodes: list[str] | None = None,
     watch_pid: int | None = None,
     timeout: float = 60.0,
+    policy: str = "seed001",
 ) -> dict[str, Any]:
     """Spawns the sim as a detached process and returns its state once it is ready."""
     validate_name(name)
@@ -68,7 +69,8 @@ def start(
     except FileNotFoundError:
         pass
     logfile = os.path.join(state_dir, f"{name}.log")
-    cmd = [sys.executable, "-m", "tests.vpcsim", "serve", "--name", name, "--state-dir", state_dir, "--region", region]
+    cmd = [sys.executable, "-m", "tests.vpcsim", "serve", "--name", name, "--state-dir", state_dir, "--region", region,
+           "--policy", policy]
     if not netns:
         cmd.append("--no-netns")
     if watch_pid:

@@ -57,6 +57,19 @@ NODE_POLICY = {
     ],
 }
 
+# Seed 001's policy plus what ipamd also calls in IPv6 mode and for subnet discovery (upstream docs/iam-policy.md,
+# AmazonEKS_CNI_Policy / AmazonEKS_CNI_IPv6_Policy).
+EXTENDED_ACTIONS = [
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+    "ec2:AssignIpv6Addresses",
+    "ec2:UnassignIpv6Addresses",
+]
+EXTENDED_POLICY = json.loads(json.dumps(NODE_POLICY))
+EXTENDED_POLICY["Statement"][0]["Action"] = NODE_POLICY["Statement"][0]["Action"] + EXTENDED_ACTIONS
+EXTENDED_USER = "vpc-cni-node-extended"
+POLICIES = {"seed001": NODE_POLICY, "extended": EXTENDED_POLICY}
+
 # Actions whose real EC2 response carries <return>true</return> (moto leaves it out).
 RETURN_TRUE_ACTIONS = {
     "ModifyNetworkInterfaceAttribute",
@@ -144,7 +157,11 @@ class Sim:
         netns: bool = True,
         watch_pid: int | None = None,
         port: int = 0,
+        policy: str = "seed001",
     ):
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
+        self.policy = policy
         self.name = name
         self.prefix = name
         self.state_dir = state_dir
@@ -172,6 +189,7 @@ class Sim:
         self.started_at = time.time()
         self.startup_seconds = 0.0
         self.default_lag = 0.0
+        self.ready = False
 
     # -- moto access -----------------------------------------------------------------------------------------------
 
@@ -182,14 +200,23 @@ class Sim:
         return ec2_backends[ACCOUNT_ID][self.region]
 
     def setup_iam(self) -> None:
+        """Users for both policies, the admin the sim itself uses, and the node role IMDS hands out keys of."""
         from moto.iam.models import iam_backends
 
         iam = iam_backends[ACCOUNT_ID]["global"]
-        iam.create_user(self.region, USER_NAME)
-        iam.put_user_policy(USER_NAME, "vpc-cni", json.dumps(NODE_POLICY))
-        key = iam.create_access_key(USER_NAME)
-        self.access_key_id = key.access_key_id
-        self.secret_access_key = key.secret_access_key
+        self.credentials: dict[str, dict[str, str]] = {}
+        for policy_name, user in (("seed001", USER_NAME), ("extended", EXTENDED_USER)):
+            iam.create_user(self.region, user)
+            iam.put_user_policy(user, "vpc-cni", json.dumps(POLICIES[policy_name]))
+            key = iam.create_access_key(user)
+            self.credentials[policy_name] = {
+                "user": user,
+                "access_key_id": key.access_key_id,
+                "secret_access_key": key.secret_access_key,
+            }
+        chosen = self.credentials[self.policy]
+        self.access_key_id = chosen["access_key_id"]
+        self.secret_access_key = chosen["secret_access_key"]
         iam.create_user(self.region, ADMIN_NAME)
         admin_policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
         iam.put_user_policy(ADMIN_NAME, "admin", json.dumps(admin_policy))
@@ -202,7 +229,7 @@ class Sim:
             ],
         }
         iam.create_role(ROLE_NAME, json.dumps(trust), "/", None, "vpc-cni node role", [], None)
-        iam.put_role_policy(ROLE_NAME, "vpc-cni", json.dumps(NODE_POLICY))
+        iam.put_role_policy(ROLE_NAME, "vpc-cni", json.dumps(POLICIES[self.policy]))
 
     def enable_auth(self) -> None:
         from moto import settings
@@ -252,7 +279,7 @@ class Sim:
 
     # -- start / stop ----------------------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, nodes: list[str] | None = None) -> None:
         from werkzeug.serving import make_server
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
@@ -284,7 +311,10 @@ class Sim:
         threading.Thread(target=self.poll_loop, name="poll", daemon=True).start()
         if self.watch_pid:
             threading.Thread(target=self.watch_loop, name="watch", daemon=True).start()
+        for itype in nodes or []:
+            self.launch_node({"type": itype})
         self.startup_seconds = time.time() - t0
+        self.ready = True
         self.write_state()
 
     def watch_loop(self) -> None:
@@ -344,8 +374,7 @@ class Sim:
             "gateway": str(net.network_address + 1),
         }
         self.subnets.append(info)
-        if self.net is not None:
-            self.net.kick()
+        self.kick.set()
         self.write_state()
         return info
 
@@ -475,7 +504,7 @@ class Sim:
             "name": self.name,
             "prefix": self.prefix,
             "pid": os.getpid(),
-            "ready": True,
+            "ready": self.ready,
             "region": self.region,
             "account_id": ACCOUNT_ID,
             "port": self.port,
@@ -483,9 +512,11 @@ class Sim:
             "control_url": self.endpoint + "/vpcsim",
             "access_key_id": self.access_key_id,
             "secret_access_key": self.secret_access_key,
-            "iam_user": USER_NAME,
+            "iam_user": self.credentials[self.policy]["user"],
             "iam_role": ROLE_NAME,
-            "policy": NODE_POLICY,
+            "policy_name": self.policy,
+            "policy": POLICIES[self.policy],
+            "credentials": self.credentials,
             "vpc": {"id": self.vpc_id, "cidr": VPC_CIDR, "ipv6_cidr": self.vpc_ipv6},
             "subnets": self.subnets,
             "namespaces": self.net.namespaces() if self.net is not None else {},
@@ -757,6 +788,7 @@ def serve(args: Any) -> int:
         netns=not args.no_netns,
         watch_pid=args.watch_pid,
         port=args.port,
+        policy=args.policy,
     )
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -765,9 +797,7 @@ def serve(args: Any) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        sim.start()
-        for spec in args.node or []:
-            sim.launch_node({"type": spec})
+        sim.start(nodes=args.node or [])
         log.info("vpcsim %s ready on %s in %.2fs", sim.name, sim.endpoint, sim.startup_seconds)
         print(json.dumps({"ready": True, "state": sim.state_path}), flush=True)
         while not sim.stop_event.wait(0.5):
