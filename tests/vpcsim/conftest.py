@@ -49,7 +49,7 @@ def ec2_client(st: dict[str, Any], key: str | None = None, secret: str | None = 
         aws_access_key_id=key or st["access_key_id"],
         aws_secret_access_key=secret or st["secret_access_key"],
         aws_session_token=token,
-        config=botocore.config.Config(retries={"max_attempts": retries + 1, "mode": "standard"}, read_timeout=30),
+        config=botocore.config.Config(retries={"total_max_attempts": retries + 1, "mode": "standard"}, read_timeout=30),
     )
 
 
