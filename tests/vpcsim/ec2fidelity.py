@@ -320,6 +320,18 @@ def subnet_available_ip(self: Any, instance: Any) -> str:
     return ip
 
 
+def subnet_available_count(self: Any) -> int:
+    """AvailableIpAddressCount as EC2 counts it: usable addresses minus those in use and in delegated prefixes."""
+    net = ipaddress.IPv4Network(self.cidr_block)
+    used, prefixes = used_ipv4(self.ec2_backend, self)
+    reserved = reserved_ipv4(net)
+    lo, hi = int(net.network_address), int(net.broadcast_address)
+    taken = {u for u in used if lo <= u <= hi and u not in reserved}
+    for p in prefixes:
+        taken |= set(range(int(p.network_address), int(p.broadcast_address) + 1))
+    return net.num_addresses - len(reserved) - len(taken)
+
+
 _orig_terminate = instance_models.Instance.terminate
 
 
@@ -752,6 +764,7 @@ def install() -> None:
     eni_models.NetworkInterface.get_filter_value = eni_filter_value
     eni_models.Attachment = PatchedAttachment
     subnet_models.Subnet.get_available_subnet_ip = subnet_available_ip
+    subnet_models.Subnet.available_ip_address_count = property(subnet_available_count)
     instance_models.Instance.terminate = instance_terminate
     instance_models.Instance.prep_nics = instance_prep_nics
     R = ElasticNetworkInterfaces

@@ -142,6 +142,17 @@ def test_prefixes_are_aligned_free_blocks_else_insufficient_cidr_blocks(sim, ec2
     assert r3["AssignedIpv4Prefixes"] == [{"Ipv4Prefix": "10.0.201.16/28"}]
 
 
+def test_available_address_count_counts_prefixes(sim, ec2, ec2x, subnet):
+    s = subnet("10.0.202.0/26")  # 64 - 5 reserved = 59
+    def available() -> int:
+        return ec2x.describe_subnets(SubnetIds=[s["id"]])["Subnets"][0]["AvailableIpAddressCount"]
+    assert available() == 59
+    eni = ec2.create_network_interface(SubnetId=s["id"], SecondaryPrivateIpAddressCount=2)["NetworkInterface"]
+    assert available() == 56
+    ec2.assign_private_ip_addresses(NetworkInterfaceId=eni["NetworkInterfaceId"], Ipv4PrefixCount=1)
+    assert available() == 40
+
+
 def test_assign_lists_only_new_addresses(sim, ec2):
     eni = ec2.create_network_interface(SubnetId=subnet_id(sim), SecondaryPrivateIpAddressCount=2)["NetworkInterface"]
     r = ec2.assign_private_ip_addresses(NetworkInterfaceId=eni["NetworkInterfaceId"], SecondaryPrivateIpAddressCount=3)
