@@ -341,13 +341,16 @@ def instance_terminate(self: Any) -> Any:
     state = _orig_terminate(self)
     for nic in keep:
         if nic.instance is self:
+            index = nic.device_index
             self.detach_eni(nic)
+            if index == 0:
+                # moto's DescribeInstances needs nics[0] of a terminated instance; the ENI itself is free now.
+                self.nics[0] = nic
     for ip in list(self._private_ips):
         try:
             self.ec2_backend.get_subnet(self.subnet_id).del_subnet_ip(ip)
         except Exception:  # noqa: BLE001 - subnet may be gone; nothing to free then
             pass
-    self.nics = {}
     return state
 
 

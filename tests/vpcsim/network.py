@@ -330,7 +330,8 @@ class Network:
         vname = self._vname(eni_id)
         dev = f"eth{w['index']}"
         cmds = [
-            f"link add {vname} type veth peer name {dev} netns {ns}",
+            # The node side is born with the ENI's MAC, so nobody ever sees it with another one.
+            f"link add {vname} type veth peer name {dev} address {w['mac']} netns {ns}",
             f"addr add {w['gateway']}/32 dev {vname}",
             f"link set {vname} up",
             f"ntable change name arp_cache dev {vname} proxy_delay 0",
@@ -341,7 +342,7 @@ class Network:
         if "File exists" in errs and not link_exists(self.vpc_ns, vname):
             log.warning("could not plug %s into %s: %s", eni_id, ns, errs)
             return None
-        node_cmds = [f"link set {dev} address {w['mac']}"]
+        node_cmds: list[str] = []
         if w["index"] == 0:
             node_cmds += [
                 f"addr add {w['primary']}/{w['plen']} dev {dev}",
