@@ -79,6 +79,8 @@ pub struct Node {
     pub imds_netns_endpoint: Option<String>,
     /// Environment for a client on this node (AWS keys, region, EC2 endpoint, this node's IMDS endpoint).
     pub env: Vec<(String, String)>,
+    /// Environment for a process inside `namespace` (EC2 on 169.254.170.10, IMDS on 169.254.169.254).
+    pub netns_env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -103,6 +105,7 @@ impl Node {
             namespace: opt("namespace"),
             imds_netns_endpoint: opt("imds_netns_endpoint"),
             env: env_pairs(v.get("env")),
+            netns_env: env_pairs(v.get("netns_env")),
         })
     }
 }

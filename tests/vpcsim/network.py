@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 CLONE_NEWNET = 0x40000000
 IMDS_ADDR = "169.254.169.254"
+# Where EC2 answers inside a node namespace (127.0.0.1 there is the node's own loopback).
+EC2_ADDR = "169.254.170.10"
 UPLINK_VPC = "100.64.0.1"
 UPLINK_INET = "100.64.0.2"
 OUTSIDE_IP = "203.0.113.10"
@@ -248,7 +250,7 @@ class Network:
     def add_node(self, name: str, node: dict[str, Any]) -> str:
         ns = f"{self.prefix}-{name}"
         ip("netns", "add", ns)
-        ip_batch(ns, ["link set lo up", f"addr add {IMDS_ADDR}/32 dev lo"], check=True)
+        ip_batch(ns, ["link set lo up", f"addr add {IMDS_ADDR}/32 dev lo", f"addr add {EC2_ADDR}/32 dev lo"], check=True)
         with self.lock:
             self.node_ns[name] = ns
         return ns
@@ -256,11 +258,16 @@ class Network:
     def imds_socket(self, ns: str) -> socket.socket:
         return bound_socket(ns, socket.AF_INET, socket.SOCK_STREAM, (IMDS_ADDR, 80))
 
+    def ec2_socket(self, ns: str) -> socket.socket:
+        s = bound_socket(ns, socket.AF_INET, socket.SOCK_STREAM, (EC2_ADDR, 80))
+        s.listen(128)
+        return s
+
     def remove_node(self, name: str) -> None:
         with self.lock:
             ns = self.node_ns.pop(name, None)
-            for eni_id in [e for e, link in self.links.items() if link.node == name]:
-                self.links.pop(eni_id)
+            gone = [self.links.pop(e) for e, link in list(self.links.items()) if link.node == name]
+            ip_batch(self.vpc_ns, [f"link del {link.vname}" for link in gone])
         if ns:
             ip("netns", "del", ns, check=False)
 

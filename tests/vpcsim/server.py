@@ -177,6 +177,7 @@ class Sim:
         self.fault_seq = 0
         self.nodes: dict[str, dict[str, Any]] = {}
         self.node_imds: dict[str, imds.NodeImds] = {}
+        self.node_servers: dict[str, list[Any]] = {}
         self.node_seq = 0
         self.subnets: list[dict[str, Any]] = []
         self.stop_event = threading.Event()
@@ -416,14 +417,26 @@ class Sim:
             "imds_endpoint": loop_ep,
             "namespace": None,
             "imds_netns_endpoint": None,
+            "ec2_netns_endpoint": None,
         }
         self.node_imds[name] = node_imds
         if self.net is not None:
+            from . import network
+
             ns = self.net.add_node(name, node)
             node["namespace"] = ns
             node_imds.serve_socket(self.net.imds_socket(ns), "http://169.254.169.254")
             node["imds_netns_endpoint"] = "http://169.254.169.254"
+            self.serve_ec2_in(ns)
+            node["ec2_netns_endpoint"] = f"http://{network.EC2_ADDR}"
         node["env"] = dict(self.base_env(), AWS_EC2_METADATA_SERVICE_ENDPOINT=loop_ep)
+        if node["namespace"]:
+            node["netns_env"] = dict(
+                self.base_env(),
+                AWS_ENDPOINT_URL_EC2=node["ec2_netns_endpoint"],
+                AWS_EC2_ENDPOINT=node["ec2_netns_endpoint"],
+                AWS_EC2_METADATA_SERVICE_ENDPOINT=node["imds_netns_endpoint"],
+            )
         with self.lock:
             self.nodes[name] = node
         node_imds.record(time.time())
@@ -431,12 +444,34 @@ class Sim:
         self.write_state()
         return node
 
+    def serve_ec2_in(self, ns: str) -> None:
+        """EC2 (and the control API) on 169.254.170.10:80 inside a node namespace, for ipamd running there."""
+        from werkzeug.serving import make_server
+
+        from . import network
+
+        sock = self.net.ec2_socket(ns)
+        srv = make_server(network.EC2_ADDR, 80, self.wsgi, threaded=True, fd=sock.fileno())
+        sock.close()  # the server holds its own duplicate
+        threading.Thread(target=srv.serve_forever, name=f"ec2-{ns}", daemon=True).start()
+        self.node_servers.setdefault(ns, []).append(srv)
+
     def terminate_node(self, name: str) -> None:
         node = self.nodes.get(name)
         if node is None:
             raise KeyError(f"unknown node {name!r}; known: {sorted(self.nodes)}")
         self.admin.terminate_instances(InstanceIds=[node["instance_id"]])
-        threading.Thread(target=self.node_imds.pop(name).close, daemon=True).start()
+        servers = self.node_servers.pop(node.get("namespace") or "", [])
+        node_imds = self.node_imds.pop(name)
+
+        def close() -> None:
+            # Sockets hold their namespace alive: close every listener inside the node.
+            node_imds.close()
+            for srv in servers:
+                srv.shutdown()
+                srv.server_close()
+
+        threading.Thread(target=close, daemon=True).start()
         if self.net is not None:
             self.net.remove_node(name)
         del self.nodes[name]

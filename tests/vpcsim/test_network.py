@@ -132,11 +132,37 @@ def test_internet_sees_the_source_address(sim, nodes):
     assert {(p["proto"], p["src"]) for p in peers} == {("tcp", node["primary_ip"]), ("udp", node["primary_ip"])}
 
 
+def test_ec2_and_imds_from_inside_the_node(sim, nodes):
+    """What ipamd inside a node namespace uses: netns_env (EC2 on 169.254.170.10, IMDS on 169.254.169.254)."""
+    node = nodes("m5.large")
+    env = node["netns_env"]
+    assert env["AWS_ENDPOINT_URL_EC2"] == "http://169.254.170.10"
+    assert env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] == "http://169.254.169.254"
+    code = (
+        "import boto3,os;"
+        "e=boto3.client('ec2',endpoint_url=os.environ['AWS_ENDPOINT_URL_EC2']);"
+        f"print(e.describe_instances(InstanceIds=['{node['instance_id']}'])['Reservations'][0]['Instances'][0]"
+        "['PrivateIpAddress'])"
+    )
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run(["ip", "netns", "exec", node["namespace"], sys.executable, "-c", code],
+                       env=dict(os.environ, **env), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == node["primary_ip"]
+
+
 def test_terminating_a_node_removes_its_namespace(sim, nodes):
     node = sim.launch_node("t3.medium")
     assert netns_run(node["namespace"], "true").returncode == 0
+    peers_before = {n for n in links(vpc_ns(sim)) if n.startswith("v")}
     sim.terminate_node(node["name"])
     assert netns_run(node["namespace"], "true").returncode != 0
+    vname = "v" + node["primary_eni"].split("-", 1)[1][-13:]
+    assert vname in peers_before
+    assert vname not in links(vpc_ns(sim))
     # Its loopback IMDS is gone too.
     try:
         Imds(node["imds_endpoint"])
