@@ -5,7 +5,7 @@ mod vpcsim;
 
 use std::path::Path;
 
-use vpcsim::VpcSim;
+use vpcsim::{Fault, StartOptions, VpcSim};
 
 fn netns_exists(name: &str) -> bool {
     Path::new("/run/netns").join(name).exists()
@@ -30,4 +30,36 @@ fn sim_starts_launches_a_node_and_cleans_up() {
     sim.stop().expect("stop");
     assert!(!netns_exists(&ns), "node namespace {ns} should be gone");
     assert!(!state_file.exists());
+}
+
+#[test]
+fn faults_and_call_log_from_rust() {
+    let sim = VpcSim::start_with(
+        "cvsf",
+        StartOptions {
+            netns: false,
+            ..StartOptions::default()
+        },
+    )
+    .expect("start");
+    sim.inject_fault(&Fault::error("DescribeInstances", "RequestLimitExceeded", 503).count(1))
+        .expect("fault");
+    let form = "Action=DescribeInstances&Version=2016-11-15";
+    let (status, body) = sim.post_ec2_unsigned(form).expect("first call");
+    assert_eq!(status, 503);
+    assert!(body.contains("<Code>RequestLimitExceeded</Code>"), "{body}");
+    // The fault was for one call only; unsigned requests are then refused like EC2 does.
+    let (status, body) = sim.post_ec2_unsigned(form).expect("second call");
+    assert_eq!(status, 401);
+    assert!(
+        body.contains("<Code>MissingAuthenticationToken</Code>"),
+        "{body}"
+    );
+    let calls = sim.calls(Some("DescribeInstances")).expect("call log");
+    assert_eq!(calls.len(), 2);
+    assert_eq!(
+        calls.iter().map(|c| c.status).collect::<Vec<_>>(),
+        vec![503, 401]
+    );
+    assert_eq!(calls[0].error.as_deref(), Some("RequestLimitExceeded"));
 }

@@ -464,6 +464,24 @@ impl VpcSim {
         self.request("GET", path, None)
     }
 
+    /// One unsigned form POST to the EC2 endpoint, e.g. `Action=DescribeInstances&Version=2016-11-15`; returns
+    /// the HTTP status and body. The sim answers `MissingAuthenticationToken` unless a fault answers first; use it
+    /// to test fault injection and the call log without a signer.
+    pub fn post_ec2_unsigned(&self, form: &str) -> Result<(u16, String), SimError> {
+        let rest = self
+            .ec2_endpoint()
+            .strip_prefix("http://")
+            .ok_or_else(|| err("EC2 endpoint is not http"))?
+            .to_owned();
+        http_raw(
+            &rest,
+            "POST",
+            "/",
+            "application/x-www-form-urlencoded; charset=utf-8",
+            form,
+        )
+    }
+
     /// One control-API request (`path` below /vpcsim).
     pub fn request(
         &self,
@@ -477,34 +495,11 @@ impl VpcSim {
             .ok_or_else(|| err(format!("control URL is not http: {url}")))?;
         let (host, p) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let payload = body.map(Value::to_string).unwrap_or_default();
-        let mut stream =
-            TcpStream::connect(host).map_err(|e| err(format!("connect {host}: {e}")))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .map_err(|e| err(format!("timeout: {e}")))?;
-        let req = format!(
-            "{method} {p} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
-            payload.len()
-        );
-        stream
-            .write_all(req.as_bytes())
-            .map_err(|e| err(format!("{method} {url}: {e}")))?;
-        let mut resp = String::new();
-        stream
-            .read_to_string(&mut resp)
-            .map_err(|e| err(format!("{method} {url}: {e}")))?;
-        let (head, body) = resp
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| err(format!("{method} {url}: no HTTP header in {resp:?}")))?;
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| err(format!("{method} {url}: bad status line {head:?}")))?;
+        let (status, body) = http_raw(host, method, p, "application/json", &payload)?;
         if status != 200 {
             return Err(err(format!("{method} {url} -> {status}: {body}")));
         }
-        serde_json::from_str(body).map_err(|e| err(format!("{method} {url}: bad JSON: {e}")))
+        serde_json::from_str(&body).map_err(|e| err(format!("{method} {url}: bad JSON: {e}")))
     }
 
     /// Stops the sim now (Drop does the same).
@@ -540,6 +535,40 @@ impl VpcSim {
             )))
         }
     }
+}
+
+/// A minimal HTTP/1.1 exchange (the sim closes the connection after each answer).
+fn http_raw(
+    host: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    payload: &str,
+) -> Result<(u16, String), SimError> {
+    let mut stream = TcpStream::connect(host).map_err(|e| err(format!("connect {host}: {e}")))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .map_err(|e| err(format!("timeout: {e}")))?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    );
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|e| err(format!("{method} {host}{path}: {e}")))?;
+    let mut resp = String::new();
+    stream
+        .read_to_string(&mut resp)
+        .map_err(|e| err(format!("{method} {host}{path}: {e}")))?;
+    let (head, body) = resp
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| err(format!("{method} {host}{path}: no HTTP header in {resp:?}")))?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| err(format!("{method} {host}{path}: bad status line {head:?}")))?;
+    Ok((status, body.to_owned()))
 }
 
 impl Drop for VpcSim {
