@@ -18,7 +18,7 @@ from moto.ec2.models import instances as instance_models
 from moto.ec2.models import subnets as subnet_models
 from moto.ec2.models.instance_types import INSTANCE_TYPES
 from moto.ec2.responses.elastic_network_interfaces import ElasticNetworkInterfaces
-from moto.ec2.utils import add_tag_specification, generic_filter
+from moto.ec2.utils import add_tag_specification
 
 # The largest per-ENI IPv4 address count of any instance type: the ceiling for an ENI that is not attached yet
 # (EC2 checks the instance type's own limit when the ENI is attached).
@@ -781,4 +781,3 @@ def install() -> None:
     R.delete_network_interface = delete_network_interface
     R.modify_network_interface_attribute = modify_network_interface_attribute
     R.describe_network_interfaces = describe_network_interfaces
-    _ = generic_filter  # keeps the import explicit: filtering is moto's, values come from eni_filter_value

@@ -21,7 +21,7 @@ import time
 import traceback
 import uuid
 from typing import Any, Callable
-from urllib.parse import parse_qs, parse_qsl, urlparse
+from urllib.parse import parse_qs, parse_qsl
 
 from . import ec2fidelity, imds
 
