@@ -677,9 +677,25 @@ def modify_network_interface_attribute(self: Any) -> ActionResult:
     return EmptyResult()
 
 
+ENI_FILTERS = {
+    "addresses.private-ip-address", "addresses.primary", "addresses.association.public-ip",
+    "addresses.association.owner-id", "association.association-id", "association.allocation-id",
+    "association.ip-owner-id", "association.public-ip", "association.public-dns-name", "attachment.attachment-id",
+    "attachment.attach-time", "attachment.delete-on-termination", "attachment.device-index",
+    "attachment.instance-id", "attachment.instance-owner-id", "attachment.nat-gateway-id", "attachment.status",
+    "attachment.network-card-index", "availability-zone", "description", "group-id", "group-name",
+    "ipv6-addresses.ipv6-address", "interface-type", "mac-address", "network-interface-id", "owner-id",
+    "private-ip-address", "private-dns-name", "requester-id", "requester-managed", "source-dest-check", "status",
+    "subnet-id", "tag-key", "vpc-id",
+}
+
+
 def describe_network_interfaces(self: Any) -> ActionResult:
     eni_ids = self._get_param("NetworkInterfaceIds", [])
     filters = self._filters_from_querystring()
+    for name in filters or {}:
+        if name not in ENI_FILTERS and not name.startswith("tag:"):
+            raise err("InvalidParameterValue", f"The filter '{name}' is invalid")
     max_results = self._get_param("MaxResults")
     token = self._get_param("NextToken")
     self.error_on_dryrun()

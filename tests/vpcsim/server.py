@@ -669,6 +669,8 @@ class Sim:
                 message = "You are not authorized to perform this operation. " + message
             status = STATUS_FOR_CODE.get(code, 400 if status < 500 else status)
             return self.respond_error(start_response, entry, code, message, status)
+        # moto answers every call with the same request id; EC2's are unique.
+        raw = raw.replace(b"<requestId>request-id</requestId>", f"<requestId>{uuid.uuid4()}</requestId>".encode(), 1)
         if action in RETURN_TRUE_ACTIONS and b"<return>" not in raw:
             raw = re.sub(rb"(</%sResponse>\s*)$" % action.encode(), rb"<return>true</return>\1", raw.rstrip())
         if entry is not None:

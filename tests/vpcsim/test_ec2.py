@@ -321,6 +321,14 @@ def test_seed_policy_lacks_ipv6_calls_the_extended_one_has_them(sim, ec2, ec2x):
     assert len(ec2x.assign_ipv6_addresses(NetworkInterfaceId=eni, Ipv6AddressCount=1)["AssignedIpv6Addresses"]) == 1
 
 
+def test_unknown_filter_is_rejected_and_request_ids_are_unique(sim, ec2):
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.describe_network_interfaces(Filters=[{"Name": "no-such-filter", "Values": ["x"]}])
+    assert error_of(e) == ("InvalidParameterValue", 400)
+    ids = {ec2.describe_network_interfaces(MaxResults=5)["ResponseMetadata"]["RequestId"] for _ in range(3)}
+    assert len(ids) == 3
+
+
 def test_ipv6_addresses_and_prefixes(sim, ec2x):
     ec2 = ec2x
     s = next(x for x in sim.state["subnets"] if x["name"] == "a")
