@@ -440,6 +440,15 @@ impl VpcSim {
         }
         self.request("POST", "/imds/lag", Some(&body)).map(|_| ())
     }
+    /// A detached ENI stays attached, in state `detaching`, for `seconds` (0: detach is immediate).
+    pub fn set_detach_delay(&self, seconds: f64) -> Result<(), SimError> {
+        self.request(
+            "POST",
+            "/ec2/detach-delay",
+            Some(&json!({ "seconds": seconds })),
+        )
+        .map(|_| ())
+    }
     /// Waits until the sim has applied every EC2 change to namespaces and IMDS.
     pub fn sync(&self) -> Result<(), SimError> {
         self.request("POST", "/sync", Some(&json!({}))).map(|_| ())

@@ -93,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("seconds", type=float)
     sp.add_argument("--node")
 
+    sp = sub.add_parser("detach-delay", help="ENIs stay 'detaching' (still attached) this long after Detach")
+    named(sp)
+    sp.add_argument("seconds", type=float)
+
     sp = sub.add_parser("peers", help="source addresses seen by the internet namespace's echo listener")
     named(sp)
     sp.add_argument("--clear", action="store_true")
@@ -164,6 +168,8 @@ def run(a: argparse.Namespace) -> int:
             out(calls)
     elif a.cmd == "imds-lag":
         out(c.set_imds_lag(a.seconds, a.node))
+    elif a.cmd == "detach-delay":
+        out(c.set_detach_delay(a.seconds))
     elif a.cmd == "peers":
         out(c.clear_internet_peers() if a.clear else c.internet_peers())
     return 0

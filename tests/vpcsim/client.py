@@ -221,6 +221,9 @@ class Client:
             body["node"] = node
         return http("POST", self.base + "/imds/lag", body)
 
+    def set_detach_delay(self, seconds: float) -> Any:
+        return http("POST", self.base + "/ec2/detach-delay", {"seconds": seconds})
+
     def sync(self) -> Any:
         return http("POST", self.base + "/sync", {})
 

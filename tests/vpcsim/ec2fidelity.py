@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import time
 from typing import Any
 
 from moto.core.responses import ActionResult, EmptyResult
@@ -26,6 +27,8 @@ UNATTACHED_IPV4_CEILING = 50
 UNATTACHED_IPV6_CEILING = 50
 IPV4_PREFIX_LEN = 28
 IPV6_PREFIX_LEN = 80
+# Knobs the control API sets. detach_delay: seconds an ENI stays attached in state "detaching" after Detach.
+SETTINGS: dict[str, float] = {"detach_delay": 0.0}
 DEFAULT_LIMITS = {"enis": 3, "ipv4": 10, "ipv6": 10, "cards": [{"NetworkCardIndex": 0, "MaximumNetworkInterfaces": 3}]}
 
 
@@ -280,6 +283,7 @@ _orig_eni_init = eni_models.NetworkInterface.__init__
 
 
 def eni_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    self.detach_at = None
     self.ipv4_prefixes = []
     self.ipv6_prefixes = []
     self.network_card_index = 0
@@ -290,7 +294,9 @@ def eni_filter_value(self: Any, filter_name: str, method_name: str | None = None
     if filter_name == "attachment.device-index":
         return str(self.device_index) if self.instance is not None else None
     if filter_name == "attachment.status":
-        return "attached" if self.instance is not None else None
+        if self.instance is None:
+            return None
+        return "detaching" if getattr(self, "detach_at", None) is not None else "attached"
     if filter_name == "attachment.network-card-index":
         return str(self.network_card_index) if self.instance is not None else None
     if filter_name == "status":
@@ -311,6 +317,22 @@ class PatchedAttachment(eni_models.Attachment):
     def __init__(self, eni: Any):
         super().__init__(eni)
         self.network_card_index = getattr(eni, "network_card_index", 0)
+        if getattr(eni, "detach_at", None) is not None:
+            self.status = "detaching"
+
+
+def finish_detaches(backend: Any, now: float) -> bool:
+    """Completes detaches whose delay has passed; True if any did."""
+    done = False
+    for eni in list(backend.enis.values()):
+        at = getattr(eni, "detach_at", None)
+        if at is not None and at <= now:
+            eni.detach_at = None
+            if eni.instance is not None:
+                eni.instance.detach_eni(eni)
+            eni.network_card_index = 0
+            done = True
+    return done
 
 
 def subnet_available_ip(self: Any, instance: Any) -> str:
@@ -633,6 +655,11 @@ def detach_network_interface(self: Any) -> ActionResult:
         if eni.attachment_id == attachment_id:
             if eni.device_index == 0:
                 raise err("OperationNotPermitted", "The network interface at device index 0 cannot be detached.")
+            if getattr(eni, "detach_at", None) is not None:
+                return EmptyResult()  # already detaching
+            if SETTINGS["detach_delay"] > 0:
+                eni.detach_at = time.time() + SETTINGS["detach_delay"]
+                return EmptyResult()
             eni.instance.detach_eni(eni)
             eni.network_card_index = 0
             return EmptyResult()

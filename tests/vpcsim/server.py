@@ -493,6 +493,8 @@ class Sim:
             self.kick.clear()
             try:
                 now = time.time()
+                with self.lock:
+                    ec2fidelity.finish_detaches(self.ec2, now)
                 for n in list(self.node_imds.values()):
                     n.record(now)
                 if self.net is not None:
@@ -644,6 +646,7 @@ class Sim:
             return lambda data: None
 
         with self.lock:
+            ec2fidelity.finish_detaches(self.ec2, time.time())
             try:
                 chunks = self.moto_app(environ, capture)
                 raw = b"".join(chunks)
@@ -790,6 +793,12 @@ class Sim:
                 t.lag_seconds = seconds
             self.write_state()
             return 200, {"seconds": seconds, "nodes": [t.name for t in targets]}
+        if path == "/ec2/detach-delay" and method in ("POST", "PUT"):
+            seconds = float(body.get("seconds", 0))
+            if seconds < 0:
+                raise ValueError("detach delay seconds must be >= 0")
+            ec2fidelity.SETTINGS["detach_delay"] = seconds
+            return 200, {"seconds": seconds}
         if path == "/imds/requests" and method == "GET":
             return 200, {name: n.requests for name, n in self.node_imds.items()}
         if path == "/sync" and method == "POST":

@@ -372,3 +372,23 @@ def test_describe_instance_types_subnets_and_instances(sim, ec2, ec2x, nodes):
     assert by_index[0]["NetworkInterfaceId"] == node["primary_eni"]
     assert by_index[1]["NetworkInterfaceId"] == eni
     assert len(by_index[1]["Ipv4Prefixes"]) == 1
+
+
+def test_detach_delay_shows_detaching_then_available(sim, ec2, nodes):
+    node = nodes("m5.large")
+    eni = ec2.create_network_interface(SubnetId=node["subnet_id"])["NetworkInterface"]["NetworkInterfaceId"]
+    att = ec2.attach_network_interface(NetworkInterfaceId=eni, InstanceId=node["instance_id"], DeviceIndex=1)
+    sim.set_detach_delay(1.0)
+    try:
+        ec2.detach_network_interface(AttachmentId=att["AttachmentId"])
+        got = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]
+        assert got["Attachment"]["Status"] == "detaching" and got["Status"] == "in-use"
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ec2.delete_network_interface(NetworkInterfaceId=eni)
+        assert error_of(e) == ("InvalidNetworkInterface.InUse", 400)
+        time.sleep(1.1)
+        got = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]
+        assert got["Status"] == "available" and "Attachment" not in got
+        ec2.delete_network_interface(NetworkInterfaceId=eni)
+    finally:
+        sim.set_detach_delay(0)
