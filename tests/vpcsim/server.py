@@ -178,6 +178,7 @@ class Sim:
         self.nodes: dict[str, dict[str, Any]] = {}
         self.node_imds: dict[str, imds.NodeImds] = {}
         self.node_servers: dict[str, list[Any]] = {}
+        self.launch_lock = threading.Lock()
         self.node_seq = 0
         self.subnets: list[dict[str, Any]] = []
         self.stop_event = threading.Event()
@@ -382,6 +383,10 @@ class Sim:
         raise ValueError(f"unknown subnet {ref!r}; known: {[s['name'] + '=' + s['id'] for s in self.subnets]}")
 
     def launch_node(self, spec: dict[str, Any]) -> dict[str, Any]:
+        with self.launch_lock:
+            return self._launch_node(spec)
+
+    def _launch_node(self, spec: dict[str, Any]) -> dict[str, Any]:
         from moto.ec2.models.instance_types import INSTANCE_TYPES
 
         itype = spec.get("type") or "m5.large"
@@ -733,7 +738,8 @@ class Sim:
             log.exception("control %s %s", method, path)
             status, out = 500, {"error": f"{type(e).__name__}: {e}"}
         data = json.dumps(out).encode()
-        start_response(f"{status} X", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        reason = {200: "OK", 400: "Bad Request", 500: "Internal Server Error"}.get(status, "Error")
+        start_response(f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
         return [data]
 
     def route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
