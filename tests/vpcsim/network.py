@@ -114,6 +114,7 @@ class Link:
         self.routes: dict[str, str] = {}  # destination -> `ip route replace` arguments
         self.neigh: set[str] = set()
         self.gateways: set[str] = set()
+        self.node_ipv6: str | None = None  # the IPv6 address configured on the node's eth0 (DHCPv6's job on EC2)
 
 
 class Network:
@@ -388,6 +389,23 @@ class Network:
             ip_batch(self.vpc_ns, cmds)
             link.routes = routes
             link.neigh = neigh
+        if link.index == 0 and w["has_v6"]:
+            self._sync_node_ipv6(link, w)
+
+    def _sync_node_ipv6(self, link: Link, w: dict[str, Any]) -> None:
+        """Like an instance's boot-time DHCPv6 and router advertisement: eth0 gets the primary ENI's first IPv6
+        address (/128) and a default route via the router's fe80::1."""
+        ns = self.node_ns.get(link.node)
+        want = w["ipv6"][0] if w["ipv6"] else None
+        if ns is None or want == link.node_ipv6:
+            return
+        cmds = []
+        if link.node_ipv6:
+            cmds.append(f"addr del {link.node_ipv6}/128 dev eth0")
+        if want:
+            cmds += [f"addr add {want}/128 dev eth0 nodad", "route replace ::/0 via fe80::1 dev eth0"]
+        ip_batch(ns, cmds)
+        link.node_ipv6 = want
 
 
 def link_exists(ns: str, name: str) -> bool:

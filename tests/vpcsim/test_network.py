@@ -68,11 +68,22 @@ def test_router_routes_follow_assigned_addresses_and_prefixes(sim, ec2, nodes):
     assert node["primary_ip"] in dsts and ip not in dsts and prefix not in dsts
 
 
-def test_ipv6_routes_follow_assigned_addresses(sim, ec2x, nodes):
-    node = nodes("m5.large")
-    v6 = ec2x.assign_ipv6_addresses(NetworkInterfaceId=node["primary_eni"], Ipv6AddressCount=1)["AssignedIpv6Addresses"][0]
+def test_ipv6_between_nodes(sim, ec2x, nodes):
+    n1, n2 = nodes("m5.large"), nodes("m5.large", "b")
+    v6 = {}
+    for n in (n1, n2):
+        v6[n["name"]] = ec2x.assign_ipv6_addresses(NetworkInterfaceId=n["primary_eni"], Ipv6AddressCount=1)[
+            "AssignedIpv6Addresses"][0]
+    prefix = ec2x.assign_ipv6_addresses(NetworkInterfaceId=n2["primary_eni"], Ipv6PrefixCount=1)["AssignedIpv6Prefixes"][0]
     sim.sync()
-    assert v6 in route_dsts(vpc_ns(sim), "-6")
+    assert {v6[n1["name"]], v6[n2["name"]], prefix} <= route_dsts(vpc_ns(sim), "-6")
+    # eth0 carries the first IPv6 address, as DHCPv6 would configure it.
+    assert v6[n2["name"]] in netns_run(n2["namespace"], "ip", "-6", "addr", "show", "dev", "eth0").stdout
+    pod6 = str(ipaddress.IPv6Network(prefix).network_address + 7)
+    assert netns_run(n2["namespace"], "ip", "-6", "addr", "add", f"{pod6}/128", "dev", "eth0", "nodad").returncode == 0
+    for target in (v6[n2["name"]], pod6):
+        ok = wait_until(lambda t=target: ping(n1["namespace"], t), timeout=5, what=f"ping6 {target}")
+        assert ok
 
 
 def test_two_nodes_reach_each_others_secondary_and_prefix_addresses(sim, ec2, nodes):
