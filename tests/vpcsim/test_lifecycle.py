@@ -86,7 +86,9 @@ def test_cleanup_removes_only_the_prefix(sim):
     for ns in made:
         subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        r = cli("cleanup", "--prefix", prefix)
+        # Through the shell wrapper, from another directory.
+        r = subprocess.run([os.path.join(PACKAGE_ROOT, "tests/vpcsim/vpcsim"), "cleanup", "--prefix", prefix],
+                           cwd="/", capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         assert sim_namespaces(prefix) == set()
         assert f"{prefix}x-other" in simclient.list_netns()
