@@ -440,6 +440,28 @@ impl VpcSim {
         }
         self.request("POST", "/imds/lag", Some(&body)).map(|_| ())
     }
+    /// Makes IMDS answer `status` for paths below /latest/ starting with `path` (one node or all), `count` times
+    /// (None: until cleared).
+    pub fn inject_imds_fault(
+        &self,
+        node: Option<&Node>,
+        path: &str,
+        status: u16,
+        count: Option<u32>,
+    ) -> Result<(), SimError> {
+        let body = json!({
+            "node": node.map(|n| n.name.clone()),
+            "path": path,
+            "status": status,
+            "count": count,
+        });
+        self.request("POST", "/imds/faults", Some(&body))
+            .map(|_| ())
+    }
+    /// Removes every IMDS fault.
+    pub fn clear_imds_faults(&self) -> Result<(), SimError> {
+        self.request("DELETE", "/imds/faults", None).map(|_| ())
+    }
     /// A detached ENI stays attached, in state `detaching`, for `seconds` (0: detach is immediate).
     pub fn set_detach_delay(&self, seconds: f64) -> Result<(), SimError> {
         self.request(

@@ -93,6 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("seconds", type=float)
     sp.add_argument("--node")
 
+    sp = sub.add_parser("imds-fault", help="make a node's IMDS answer an HTTP status, slowly, or not at all")
+    named(sp)
+    sp.add_argument("--node", help="one node (default: all)")
+    sp.add_argument("--path", default="", help="prefix below /latest/, e.g. meta-data/network/")
+    sp.add_argument("--status", type=int)
+    sp.add_argument("--latency-ms", type=float)
+    sp.add_argument("--drop", action="store_true")
+    sp.add_argument("--count", type=int)
+    sp.add_argument("--clear", action="store_true", help="remove all IMDS faults")
+
     sp = sub.add_parser("detach-delay", help="ENIs stay 'detaching' (still attached) this long after Detach")
     named(sp)
     sp.add_argument("seconds", type=float)
@@ -168,6 +178,13 @@ def run(a: argparse.Namespace) -> int:
             out(calls)
     elif a.cmd == "imds-lag":
         out(c.set_imds_lag(a.seconds, a.node))
+    elif a.cmd == "imds-fault":
+        if a.clear:
+            out(c.clear_imds_faults())
+        else:
+            kw = {k: v for k, v in {"status": a.status, "latency_ms": a.latency_ms, "drop": a.drop or None,
+                                     "count": a.count}.items() if v is not None}
+            out(c.add_imds_fault(a.node, a.path, **kw))
     elif a.cmd == "detach-delay":
         out(c.set_detach_delay(a.seconds))
     elif a.cmd == "peers":

@@ -221,6 +221,13 @@ class Client:
             body["node"] = node
         return http("POST", self.base + "/imds/lag", body)
 
+    def add_imds_fault(self, node: str | None = None, path: str = "", **kw: Any) -> Any:
+        """kw: status (HTTP), latency_ms, drop, count; path: prefix below /latest/ (e.g. "meta-data/network/")."""
+        return http("POST", self.base + "/imds/faults", dict(kw, node=node, path=path))
+
+    def clear_imds_faults(self) -> Any:
+        return http("DELETE", self.base + "/imds/faults")
+
     def set_detach_delay(self, seconds: float) -> Any:
         return http("POST", self.base + "/ec2/detach-delay", {"seconds": seconds})
 

@@ -48,6 +48,21 @@ class NodeImds:
         self.servers: list[ThreadingHTTPServer] = []
         self.endpoints: list[str] = []
         self.requests = 0
+        # Injected faults: {"path": prefix below /latest/, "status", "latency_ms", "drop", "count"}.
+        self.faults: list[dict[str, Any]] = []
+
+    def take_fault(self, path: str) -> dict[str, Any] | None:
+        with self.lock:
+            for f in self.faults:
+                if not path.startswith(f.get("path") or ""):
+                    continue
+                if f.get("count") is not None:
+                    if f["count"] <= 0:
+                        continue
+                    f["count"] -= 1
+                f["hits"] = f.get("hits", 0) + 1
+                return f
+        return None
 
     # -- view ------------------------------------------------------------------------------------------------------
 
@@ -100,8 +115,29 @@ class NodeImds:
                 if self.command != "HEAD":
                     self.wfile.write(data)
 
+            def faulted(self) -> bool:
+                path = self.path.split("?")[0]
+                f = imds.take_fault(path[len("/latest/") :] if path.startswith("/latest/") else path)
+                if f is None:
+                    return False
+                if f.get("latency_ms"):
+                    time.sleep(float(f["latency_ms"]) / 1000.0)
+                if f.get("drop"):
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return True
+                if f.get("status"):
+                    self.reply(int(f["status"]), "")
+                    return True
+                return False
+
             def do_PUT(self) -> None:  # noqa: N802 - stdlib naming
                 imds.requests += 1
+                if self.faulted():
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
@@ -128,6 +164,8 @@ class NodeImds:
 
             def do_GET(self) -> None:  # noqa: N802
                 imds.requests += 1
+                if self.faulted():
+                    return
                 token = self.headers.get(TOKEN_HEADER)
                 with imds.lock:
                     expiry = imds.tokens.get(token or "")

@@ -792,6 +792,21 @@ class Sim:
                 raise ValueError("detach delay seconds must be >= 0")
             ec2fidelity.SETTINGS["detach_delay"] = seconds
             return 200, {"seconds": seconds}
+        if path == "/imds/faults" and method == "POST":
+            node = body.get("node")
+            if not (body.get("status") or body.get("latency_ms") or body.get("drop")):
+                raise ValueError("an IMDS fault needs one of: status, latency_ms, drop")
+            targets = [self.node_imds[node]] if node else list(self.node_imds.values())
+            spec = {k: body.get(k) for k in ("path", "status", "latency_ms", "drop", "count")}
+            for t in targets:
+                with t.lock:
+                    t.faults.append(dict(spec))
+            return 200, dict(spec, nodes=[t.name for t in targets])
+        if path == "/imds/faults" and method == "DELETE":
+            for t in self.node_imds.values():
+                with t.lock:
+                    t.faults = []
+            return 200, {"cleared": True}
         if path == "/imds/requests" and method == "GET":
             return 200, {name: n.requests for name, n in self.node_imds.items()}
         if path == "/sync" and method == "POST":

@@ -151,3 +151,21 @@ def test_imds_inside_node_namespace(sim, nodes):
     r = netns_run(node["namespace"], "python3", "-c", code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == node["instance_id"]
+
+
+def test_imds_faults(sim, nodes):
+    node = nodes("m5.large")
+    imds = Imds(node["imds_endpoint"])
+    sim.add_imds_fault(node["name"], path="meta-data/network/", status=500, count=2)
+    try:
+        assert imds.status("meta-data/instance-id") == (200, node["instance_id"])
+        mac_path = "meta-data/network/interfaces/macs/"
+        assert imds.status(mac_path)[0] == 500
+        assert imds.status(mac_path)[0] == 500
+        assert imds.status(mac_path) == (200, node["mac"] + "/")
+        sim.add_imds_fault(node["name"], latency_ms=300, count=1)
+        t0 = time.time()
+        assert imds.status("meta-data/instance-id")[0] == 200
+        assert time.time() - t0 >= 0.3
+    finally:
+        sim.clear_imds_faults()
