@@ -164,6 +164,10 @@ fn link_attributes_change_and_errors_name_the_object() {
     let err = nl.link_by_name("bad name").unwrap_err();
     assert!(err.to_string().contains("not valid"), "{err}");
     assert!(nl.link_by_name("nosuch0").unwrap().is_none());
+    let err = nl.link_index("nosuch0").unwrap_err();
+    assert!(err.is_not_found());
+    assert_eq!(err.to_string(), "get link nosuch0: not found");
+    assert_eq!(nl.link_index("vb").unwrap(), b.index);
     assert!(!nl.delete_link_by_name("nosuch0").unwrap());
     assert!(nl.delete_link_by_name("vb").unwrap());
     let names: Vec<String> = nl.links().unwrap().into_iter().map(|l| l.name).collect();

@@ -310,3 +310,31 @@ fn sysctls_are_written_in_the_namespace_of_the_calling_thread() {
         "set sysctl net/ipv4/conf/sx0/rp_filter=2: No such file or directory (ENOENT)"
     );
 }
+
+#[test]
+fn a_refused_batch_leaves_the_previous_table_in_place() {
+    use vpc_cni::nft::expr::{Expr, Verdict};
+    use vpc_cni::nft::{Chain, Ruleset};
+    let t = TestNs::new("nftatomic");
+    let mut nft = Nft::open_in(&Netns::open(t.path()).unwrap()).unwrap();
+    assert_eq!(nft.apply(&config()).unwrap(), Outcome::Replaced);
+    let before = nft_list(&t.name);
+    let broken = Ruleset {
+        chains: vec![Chain {
+            name: "broken",
+            hook: None,
+            rules: vec![vec![Expr::Verdict(Verdict::Jump("no-such-chain".into()))]],
+        }],
+    };
+    let e = nft.apply_ruleset(Some(&broken)).unwrap_err().to_string();
+    assert!(
+        e.starts_with("apply nftables table ip aws-cni: add rule ip aws-cni broken (rule 1): No such file or directory (ENOENT)"),
+        "{e}"
+    );
+    assert_eq!(
+        nft_list(&t.name),
+        before,
+        "rolled back: the old table is untouched"
+    );
+    assert_eq!(nft.apply(&config()).unwrap(), Outcome::Unchanged);
+}

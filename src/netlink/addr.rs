@@ -55,7 +55,7 @@ pub(crate) fn addr_msg(ty: u16, flags: u16, index: u32, prefix: IpNet) -> MsgBuf
     m
 }
 
-fn parse_addr(msg: &Msg<'_>) -> Option<Address> {
+pub(crate) fn parse_addr(msg: &Msg<'_>) -> Option<Address> {
     let p = msg.payload;
     if msg.ty != RTM_NEWADDR || p.len() < 8 {
         return None;

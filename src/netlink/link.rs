@@ -213,6 +213,14 @@ impl Netlink {
         self.get_one(m, op)
     }
 
+    /// The index of link `name`; an error naming the link if there is none.
+    pub fn link_index(&mut self, name: &str) -> Result<u32> {
+        match self.link_by_name(name)? {
+            Some(l) => Ok(l.index),
+            None => Err(Error::new(format!("get link {name}"), Cause::NotFound)),
+        }
+    }
+
     /// Looks a link up by index. `Ok(None)` if there is none.
     pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>> {
         let mut m = MsgBuf::request(RTM_GETLINK, NLM_F_REQUEST);

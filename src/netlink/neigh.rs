@@ -54,7 +54,7 @@ pub(crate) fn neigh_msg(
     m
 }
 
-fn parse_neigh(msg: &Msg<'_>) -> Option<Neighbour> {
+pub(crate) fn parse_neigh(msg: &Msg<'_>) -> Option<Neighbour> {
     let p = msg.payload;
     if msg.ty != RTM_NEWNEIGH || p.len() < 12 {
         return None;

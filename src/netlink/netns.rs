@@ -38,9 +38,16 @@ pub struct NetnsId {
 }
 
 impl Netns {
-    /// The namespace of the calling thread (`/proc/thread-self/ns/net`).
+    /// The namespace of the calling thread (`/proc/thread-self/ns/net`, or
+    /// `/proc/self/task/<tid>/ns/net` on kernels older than 3.17).
     pub fn current() -> Result<Netns> {
-        Netns::open("/proc/thread-self/ns/net")
+        match Netns::open("/proc/thread-self/ns/net") {
+            Err(e) if e.is_not_found() => {
+                let tid = rustix::thread::gettid().as_raw_nonzero();
+                Netns::open(format!("/proc/self/task/{tid}/ns/net"))
+            }
+            other => other,
+        }
     }
 
     /// Opens a namespace file: a CNI_NETNS path such as `/proc/<pid>/ns/net` or

@@ -262,7 +262,7 @@ pub(crate) fn route_msg(ty: u16, flags: u16, r: &Route) -> MsgBuf {
     m
 }
 
-fn parse_route(msg: &Msg<'_>) -> Option<Route> {
+pub(crate) fn parse_route(msg: &Msg<'_>) -> Option<Route> {
     let p = msg.payload;
     if msg.ty != RTM_NEWROUTE || p.len() < 12 {
         return None;

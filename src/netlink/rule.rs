@@ -153,7 +153,7 @@ pub(crate) fn rule_msg(ty: u16, flags: u16, r: &Rule) -> MsgBuf {
     m
 }
 
-fn parse_rule(msg: &Msg<'_>) -> Option<Rule> {
+pub(crate) fn parse_rule(msg: &Msg<'_>) -> Option<Rule> {
     let p = msg.payload;
     if msg.ty != RTM_NEWRULE || p.len() < 12 || p[7] != FR_ACT_TO_TBL {
         return None;

@@ -124,6 +124,8 @@ pub struct Hook {
     pub hook: u32,
     /// Priority.
     pub priority: i32,
+    /// Policy for packets no rule decides (`NF_ACCEPT` = 1).
+    pub policy: u32,
 }
 
 /// One chain and its rules.
@@ -207,6 +209,7 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
                 kind: "nat",
                 hook: NF_INET_POST_ROUTING,
                 priority: 100,
+                policy: NF_ACCEPT,
             }),
             rules: snat,
         });
@@ -237,6 +240,7 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
                 kind: "nat",
                 hook: NF_INET_PRE_ROUTING,
                 priority: -90,
+                policy: NF_ACCEPT,
             }),
             rules: vec![local_return, jump, first_packet],
         });
@@ -258,6 +262,7 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
                 kind: "filter",
                 hook: NF_INET_PRE_ROUTING,
                 priority: -150,
+                policy: NF_ACCEPT,
             }),
             rules,
         });
@@ -322,7 +327,7 @@ pub fn encode_batch(rs: Option<&Ruleset>) -> (Vec<u8>, Vec<String>) {
                 m.attr_be32(1, h.hook); // NFTA_HOOK_HOOKNUM
                 m.attr_be32(2, h.priority as u32); // NFTA_HOOK_PRIORITY
                 m.end_nest(n);
-                m.attr_be32(5, NF_ACCEPT); // NFTA_CHAIN_POLICY
+                m.attr_be32(5, h.policy); // NFTA_CHAIN_POLICY
                 m.attr_str(7, h.kind); // NFTA_CHAIN_TYPE
             }
             what.push(format!("add chain ip {TABLE} {}", c.name));
@@ -349,11 +354,16 @@ pub enum Outcome {
     Removed,
 }
 
-/// The table as comparable data: chains (name, hook) sorted by name, each with its rules.
-type Snapshot = Vec<(String, Option<Hook>, Vec<Vec<ExprTree>>)>;
+/// The table as comparable data: its flags (a `dormant` table does nothing), and its chains
+/// (name, hook) sorted by name, each with its rules.
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    flags: u32,
+    chains: Vec<(String, Option<Hook>, Vec<Vec<ExprTree>>)>,
+}
 
 fn snapshot_of(rs: &Ruleset) -> Snapshot {
-    let mut out: Snapshot = rs
+    let mut out: Vec<_> = rs
         .chains
         .iter()
         .map(|c| {
@@ -374,7 +384,10 @@ fn snapshot_of(rs: &Ruleset) -> Snapshot {
         })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+    Snapshot {
+        flags: 0,
+        chains: out,
+    }
 }
 
 /// An nftables (`NETLINK_NETFILTER`) handle, bound to the namespace it was opened in.
@@ -399,14 +412,26 @@ impl Nft {
     /// Makes `table ip aws-cni` match `cfg`: nothing is sent if it already does; otherwise one
     /// atomic transaction replaces (or removes) it.
     pub fn apply(&mut self, cfg: &SnatConfig) -> Result<Outcome, Error> {
+        let rs = ruleset(cfg).map_err(|e| {
+            Error::new(
+                format!("apply nftables table ip {TABLE}"),
+                Cause::Invalid(e),
+            )
+        })?;
+        self.apply_ruleset(rs.as_ref())
+    }
+
+    /// Makes `table ip aws-cni` equal `rs` (or absent for `None`), sending nothing if it already
+    /// is. If the kernel refuses any message, the whole transaction is rolled back and the table
+    /// stays as it was.
+    pub fn apply_ruleset(&mut self, rs: Option<&Ruleset>) -> Result<Outcome, Error> {
         let op = format!("apply nftables table ip {TABLE}");
-        let rs = ruleset(cfg).map_err(|e| Error::new(op.clone(), Cause::Invalid(e)))?;
         let current = self.read()?;
-        let wanted = rs.as_ref().map(snapshot_of);
+        let wanted = rs.map(snapshot_of);
         if current == wanted {
             return Ok(Outcome::Unchanged);
         }
-        let (mut batch, what) = encode_batch(rs.as_ref());
+        let (mut batch, what) = encode_batch(rs);
         self.sock.batch(&mut batch).map_err(|(i, cause)| {
             let step = what.get(i).map(String::as_str).unwrap_or("batch");
             Error::new(format!("{op}: {step}"), cause)
@@ -438,11 +463,11 @@ impl Nft {
         m.put(&nfgenmsg(NFPROTO_IPV4, 0));
         m.attr_str(1, TABLE);
         let mut req = m.finish();
-        match self.sock.dump(&mut req, |_| Some(())) {
-            Ok(_) => {}
+        let flags = match self.sock.dump(&mut req, parse_table_flags) {
+            Ok(f) => f.into_iter().next().unwrap_or(0),
             Err(Cause::Errno { errno, .. }) if errno == libc_errno::ENOENT => return Ok(None),
             Err(c) => return Err(Error::new(op(), c)),
-        }
+        };
 
         let mut m = MsgBuf::new();
         m.begin(msg_type(NFT_MSG_GETCHAIN), NLM_F_REQUEST | NLM_F_DUMP, 0);
@@ -463,7 +488,7 @@ impl Nft {
             .dump(&mut req, parse_rule)
             .map_err(|c| Error::new(op(), c))?;
 
-        let mut snap: Snapshot = chains
+        let mut chains: Vec<_> = chains
             .into_iter()
             .filter(|(table, _, _)| table == TABLE)
             .map(|(_, name, hook)| {
@@ -475,8 +500,8 @@ impl Nft {
                 (name, hook, rs)
             })
             .collect();
-        snap.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(Some(snap))
+        chains.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Some(Snapshot { flags, chains }))
     }
 }
 
@@ -484,12 +509,20 @@ fn str_attr(d: &[u8]) -> String {
     String::from_utf8_lossy(d.split(|&c| c == 0).next().unwrap_or(d)).into_owned()
 }
 
+fn parse_table_flags(msg: &wire::Msg<'_>) -> Option<u32> {
+    if msg.ty != msg_type(NFT_MSG_NEWTABLE) || msg.payload.len() < 4 {
+        return None;
+    }
+    let flags = wire::attrs(&msg.payload[4..]).find(|a| a.ty == 2); // NFTA_TABLE_FLAGS
+    Some(flags.map_or(0, |a| a.be32()))
+}
+
 fn parse_chain(msg: &wire::Msg<'_>) -> Option<(String, String, Option<Hook>)> {
     if msg.ty != msg_type(NFT_MSG_NEWCHAIN) || msg.payload.len() < 4 {
         return None;
     }
     let (mut table, mut name, mut kind) = (String::new(), String::new(), String::new());
-    let (mut hooknum, mut prio) = (None, 0i32);
+    let (mut hooknum, mut prio, mut policy) = (None, 0i32, NF_ACCEPT);
     for a in wire::attrs(&msg.payload[4..]) {
         match a.ty {
             1 => table = str_attr(a.data),
@@ -503,6 +536,7 @@ fn parse_chain(msg: &wire::Msg<'_>) -> Option<(String, String, Option<Hook>)> {
                     }
                 }
             }
+            5 => policy = a.be32(),
             7 => kind = str_attr(a.data),
             _ => {}
         }
@@ -516,6 +550,7 @@ fn parse_chain(msg: &wire::Msg<'_>) -> Option<(String, String, Option<Hook>)> {
         },
         hook,
         priority: prio,
+        policy,
     });
     Some((table, name, hook))
 }

@@ -125,17 +125,28 @@ fn chain_hooks_and_batch_layout() {
     let hooks: Vec<_> = rs
         .chains
         .iter()
-        .map(|c| (c.name, c.hook.map(|h| (h.kind, h.hook, h.priority))))
+        .map(|c| {
+            (
+                c.name,
+                c.hook.map(|h| (h.kind, h.hook, h.priority, h.policy)),
+            )
+        })
         .collect();
     assert_eq!(
         hooks,
         vec![
-            ("snat-postrouting", Some(("nat", NF_INET_POST_ROUTING, 100))),
+            (
+                "snat-postrouting",
+                Some(("nat", NF_INET_POST_ROUTING, 100, NF_ACCEPT))
+            ),
             ("snat-mark", None),
-            ("nat-prerouting", Some(("nat", NF_INET_PRE_ROUTING, -90))),
+            (
+                "nat-prerouting",
+                Some(("nat", NF_INET_PRE_ROUTING, -90, NF_ACCEPT))
+            ),
             (
                 "mangle-prerouting",
-                Some(("filter", NF_INET_PRE_ROUTING, -150))
+                Some(("filter", NF_INET_PRE_ROUTING, -150, NF_ACCEPT))
             ),
         ]
     );
@@ -217,9 +228,9 @@ proptest! {
                 }
             }
             let snap = snapshot_of(&rs);
-            let total: usize = snap.iter().map(|(_, _, r)| r.len()).sum();
+            let total: usize = snap.chains.iter().map(|(_, _, r)| r.len()).sum();
             prop_assert_eq!(total, from_batch.len());
-            for (name, _, rules) in &snap {
+            for (name, _, rules) in &snap.chains {
                 let got: Vec<_> = from_batch.iter().filter(|(c, _)| c == name).map(|(_, e)| e.clone()).collect();
                 prop_assert_eq!(&got, rules);
             }
