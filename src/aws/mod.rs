@@ -2,4 +2,13 @@
 //!
 //! Everything is blocking (ureq + rustls on ring); no async runtime.
 
+pub mod credentials;
+pub mod ec2;
+pub mod error;
+pub mod http;
+pub mod imds;
+pub mod retry;
 pub mod sigv4;
+pub mod stats;
+pub mod types;
+pub mod xml;
