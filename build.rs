@@ -1,18 +1,197 @@
-//! Build script: embeds the git revision for `--version` (and the plugin↔ipamd version check).
+//! Build script:
+//! - embeds the git revision for `--version` (and the plugin↔ipamd version check);
+//! - compiles data/instance-types.tsv (made by scripts/gen-instance-types) into a sorted static table that
+//!   src/limits.rs includes and searches by name. `VPC_CNI_INSTANCE_TYPES_FILE` points it at another file.
 
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    let rev = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|| "unknown".to_string());
+    git_revision();
+    if let Err(e) = instance_types() {
+        // A malformed data file must stop the build with a message naming the line, not produce a bad table.
+        println!("cargo::error={e}");
+        std::process::exit(1);
+    }
+}
+
+fn git_revision() {
+    let git = |args: &[&str]| -> Option<String> {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+    };
+    let rev = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=VPC_CNI_GIT_REV={rev}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs");
     println!("cargo:rerun-if-changed=build.rs");
+    // Rebuild when HEAD moves. In a worktree .git is a file, and HEAD and the branch ref live in different
+    // directories; watch only paths that exist, since a missing one makes cargo rerun this script every build.
+    let mut watch: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
+        watch.push(Path::new(&dir).join("HEAD"));
+    }
+    if let (Some(common), Some(head_ref)) = (
+        git(&["rev-parse", "--git-common-dir"]),
+        git(&["rev-parse", "--symbolic-full-name", "HEAD"]),
+    ) {
+        watch.push(Path::new(&common).join(&head_ref));
+        watch.push(Path::new(&common).join("packed-refs"));
+    }
+    for path in watch.iter().filter(|p| p.exists()) {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+}
+
+/// One parsed line of the data file.
+struct Row {
+    name: String,
+    enis: u8,
+    ipv4: u16,
+    ipv6: u16,
+    default_card: u8,
+    card_enis: Vec<u8>,
+    vcpus: u16,
+    /// 0 xen, 1 nitro, 2 none reported.
+    hypervisor: u8,
+    bare_metal: bool,
+}
+
+fn instance_types() -> Result<(), String> {
+    println!("cargo:rerun-if-env-changed=VPC_CNI_INSTANCE_TYPES_FILE");
+    let path = match std::env::var_os("VPC_CNI_INSTANCE_TYPES_FILE") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new("data").join("instance-types.tsv"),
+    };
+    println!("cargo:rerun-if-changed={}", path.display());
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        rows.push(
+            parse_row(line).map_err(|e| format!("{}:{}: {e}: {line:?}", path.display(), i + 1))?,
+        );
+    }
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(w) = rows.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(format!(
+            "{}: instance type {} appears twice",
+            path.display(),
+            w[0].name
+        ));
+    }
+
+    // Compact layout: all names in one string, all per-card ENI counts in one byte array, and a 16-byte row per
+    // type pointing into both. About a third of what a row of &str + &[u8] fields would cost.
+    let mut names = String::new();
+    let mut cards: Vec<u8> = Vec::new();
+    let mut table = String::new();
+    for r in &rows {
+        let name_at = names.len();
+        names.push_str(&r.name);
+        let cards_at = cards.len();
+        cards.extend_from_slice(&r.card_enis);
+        let flags = r.hypervisor | (u8::from(r.bare_metal) << 2);
+        writeln!(
+            table,
+            "    Row {{ name: ({name_at}, {}), enis: {}, ipv4: {}, ipv6: {}, default_card: {}, cards: ({cards_at}, {}), \
+             vcpus: {}, flags: {flags} }},",
+            r.name.len(),
+            r.enis,
+            r.ipv4,
+            r.ipv6,
+            r.default_card,
+            r.card_enis.len(),
+            r.vcpus
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    if names.len() > u32::MAX as usize || cards.len() > u16::MAX as usize {
+        return Err("instance-type table too large for its index types".into());
+    }
+    let mut out = String::new();
+    out.push_str("// Generated by build.rs from the instance-type data file; do not edit.\n");
+    writeln!(out, "/// All instance-type names, concatenated in table order.\nstatic NAMES: &str = {names:?};")
+        .map_err(|e| e.to_string())?;
+    writeln!(out, "/// ENIs per network card of every type, card 0 first.\nstatic CARD_ENIS: [u8; {}] = {cards:?};", cards.len())
+        .map_err(|e| e.to_string())?;
+    writeln!(
+        out,
+        "/// One row per type, sorted by name.\nstatic ROWS: [Row; {}] = [\n{table}];",
+        rows.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
+    std::fs::write(out_dir.join("instance_types.rs"), out)
+        .map_err(|e| format!("write instance_types.rs: {e}"))
+}
+
+fn parse_row(line: &str) -> Result<Row, String> {
+    let f: Vec<&str> = line.split('\t').collect();
+    if f.len() != 9 {
+        return Err(format!(
+            "expected 9 tab-separated columns, found {}",
+            f.len()
+        ));
+    }
+    let num = |i: usize, what: &str| -> Result<u64, String> {
+        f[i].parse::<u64>()
+            .map_err(|_| format!("column {what} is not a number"))
+    };
+    let small = |v: u64, max: u64, what: &str| -> Result<u64, String> {
+        if v > max {
+            Err(format!("column {what} is above {max}"))
+        } else {
+            Ok(v)
+        }
+    };
+    let name = f[0].to_string();
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("bad instance type name".into());
+    }
+    let card_enis = f[5]
+        .split(',')
+        .map(|c| {
+            c.parse::<u8>()
+                .map_err(|_| "column card_enis is not a list of numbers <= 255".to_string())
+        })
+        .collect::<Result<Vec<u8>, String>>()?;
+    let default_card = small(num(4, "default_card")?, 255, "default_card")? as u8;
+    let enis = small(num(1, "enis")?, 255, "enis")? as u8;
+    if card_enis.get(usize::from(default_card)) != Some(&enis) {
+        return Err("column enis differs from the default card's entry in card_enis".into());
+    }
+    let ipv4 = small(num(2, "ipv4")?, 65535, "ipv4")? as u16;
+    if ipv4 == 0 || enis == 0 {
+        return Err("an instance type needs at least one ENI and one IPv4 address per ENI".into());
+    }
+    let hypervisor = match f[7] {
+        "xen" => 0,
+        "nitro" => 1,
+        "-" => 2,
+        other => return Err(format!("unknown hypervisor {other:?}")),
+    };
+    let bare_metal = match f[8] {
+        "1" => true,
+        "0" => false,
+        _ => return Err("column bare_metal is not 0 or 1".into()),
+    };
+    Ok(Row {
+        name,
+        enis,
+        ipv4,
+        ipv6: small(num(3, "ipv6")?, 65535, "ipv6")? as u16,
+        default_card,
+        card_enis,
+        vcpus: small(num(6, "vcpus")?, 65535, "vcpus")? as u16,
+        hypervisor,
+        bare_metal,
+    })
 }

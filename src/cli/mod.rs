@@ -3,6 +3,9 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
+pub mod config;
+pub mod max_pods;
+
 const USAGE: &str = "\
 usage: vpc-cni <command> [options]
 
@@ -20,14 +23,20 @@ options:
   -V, --version  print the version and git revision
 ";
 
-/// Runs the CLI with the arguments after argv[0].
+/// Runs the CLI with the arguments after `argv[0]`.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let mut args = args.into_iter();
     let Some(cmd) = args.next() else {
         eprint!("{USAGE}");
         return ExitCode::from(2);
     };
-    let _rest: Vec<OsString> = args.collect();
+    let rest: Vec<String> = match args.map(OsString::into_string).collect() {
+        Ok(rest) => rest,
+        Err(bad) => {
+            eprintln!("vpc-cni: argument {bad:?} is not valid UTF-8");
+            return ExitCode::from(2);
+        }
+    };
     match cmd.to_str() {
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
@@ -39,8 +48,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         }
         Some("ipamd") => crate::ipamd::daemon_main(),
         Some("cni") => crate::cni::plugin_main(),
-        Some("max-pods") => crate::entry::not_implemented("max-pods"),
-        Some("config") => crate::entry::not_implemented("config"),
+        Some("max-pods") => max_pods::main(&rest),
+        Some("config") => config::main(&rest),
         _ => {
             eprintln!("vpc-cni: unknown command {cmd:?}\n\n{USAGE}");
             ExitCode::from(2)

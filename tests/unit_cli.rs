@@ -1,0 +1,350 @@
+//! The binary itself: argv[0] dispatch through symlinks, --version, `vpc-cni max-pods` and `vpc-cni config`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vpc-cni");
+
+/// A directory of symlinks to the binary, removed on drop.
+struct LinkDir(PathBuf);
+
+impl LinkDir {
+    fn new(names: &[&str]) -> LinkDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "vcni-cli-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        for name in names {
+            std::os::unix::fs::symlink(BIN, dir.join(name)).expect("symlink");
+        }
+        LinkDir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for LinkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `program args` with an empty environment plus `env`, stdin closed.
+fn run(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the binary")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn argv0_picks_the_role_through_symlinks() {
+    let links = LinkDir::new(&[
+        "aws-cni",
+        "aws-k8s-agent",
+        "ipamd",
+        "egress-cni",
+        "vpc-cni",
+        "something-else",
+    ]);
+
+    // The CLI: via its own name and via any other name.
+    for name in ["vpc-cni", "something-else"] {
+        let out = run(&links.path(name), &["--help"], &[]);
+        let (stdout, _) = text(&out);
+        assert!(out.status.success(), "{name} --help");
+        assert!(
+            stdout.contains("usage: vpc-cni <command>"),
+            "{name}: {stdout}"
+        );
+    }
+
+    // The daemon role, under both names: not built yet, or (once built) it refuses a bad configuration at once.
+    // Either way it exits non-zero without running, and says why.
+    for name in ["aws-k8s-agent", "ipamd"] {
+        let out = run(
+            &links.path(name),
+            &[],
+            &[("WARM_ENI_TARGET", "not-a-number")],
+        );
+        let (stdout, stderr) = text(&out);
+        let all = format!("{stdout}{stderr}");
+        assert!(!out.status.success(), "{name} must not succeed");
+        assert!(
+            all.contains("ipamd daemon is not implemented yet") || all.contains("WARM_ENI_TARGET"),
+            "{name} did not act as ipamd: {all}"
+        );
+    }
+
+    // The CNI plugin role: without CNI_COMMAND a plugin must fail and name the variable (CNI spec), or it is
+    // not built yet. The CLI would print its usage instead.
+    let out = run(&links.path("aws-cni"), &[], &[]);
+    let (stdout, stderr) = text(&out);
+    let all = format!("{stdout}{stderr}");
+    assert!(!out.status.success());
+    assert!(
+        all.contains("aws-cni plugin is not implemented yet") || all.contains("CNI_COMMAND"),
+        "aws-cni did not act as a CNI plugin: {all}"
+    );
+    assert!(!all.contains("usage: vpc-cni"), "{all}");
+
+    let out = run(&links.path("egress-cni"), &[], &[]);
+    let (stdout, stderr) = text(&out);
+    let all = format!("{stdout}{stderr}");
+    assert!(!out.status.success());
+    assert!(
+        all.contains("egress-cni plugin is not implemented yet") || all.contains("CNI_COMMAND"),
+        "egress-cni did not act as a CNI plugin: {all}"
+    );
+}
+
+#[test]
+fn version_shows_the_crate_version_and_git_revision() {
+    let out = run(Path::new(BIN), &["--version"], &[]);
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    let line = stdout.trim_end();
+    let rest = line
+        .strip_prefix(&format!("vpc-cni {} (", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|| panic!("unexpected version line {line:?}"));
+    let rev = rest.strip_suffix(')').expect("revision in parentheses");
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match head {
+        Some(head) => assert_eq!(rev, head, "the binary was built from HEAD"),
+        None => assert_eq!(rev, "unknown"),
+    }
+    let out = run(Path::new(BIN), &["-V"], &[]);
+    assert_eq!(text(&out).0, stdout);
+}
+
+#[test]
+fn unknown_commands_and_no_command_are_usage_errors() {
+    let out = run(Path::new(BIN), &[], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("usage: vpc-cni"));
+    let out = run(Path::new(BIN), &["frobnicate"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("unknown command \"frobnicate\""));
+}
+
+fn max_pods(args: &[&str]) -> Output {
+    let mut all = vec!["max-pods"];
+    all.extend_from_slice(args);
+    run(Path::new(BIN), &all, &[])
+}
+
+fn max_pods_value(args: &[&str]) -> u32 {
+    let out = max_pods(args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "max-pods {args:?}: {stderr}");
+    stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("max-pods {args:?} printed {stdout:?}"))
+}
+
+#[test]
+fn max_pods_command() {
+    assert_eq!(max_pods_value(&["--instance-type", "m5.large"]), 29);
+    assert_eq!(max_pods_value(&["--instance-type=m5.xlarge"]), 58);
+    assert_eq!(max_pods_value(&["--instance-type", "t3.micro"]), 4);
+    assert_eq!(max_pods_value(&["--instance-type", "m5.24xlarge"]), 250);
+    assert_eq!(
+        max_pods_value(&["--instance-type", "m5.24xlarge", "--show-max-allowed"]),
+        737
+    );
+    assert_eq!(
+        max_pods_value(&[
+            "--instance-type",
+            "m5.24xlarge",
+            "--max-eni",
+            "2",
+            "--show-max-allowed"
+        ]),
+        100
+    );
+    assert_eq!(
+        max_pods_value(&["--instance-type", "m5.large", "--custom-networking"]),
+        20
+    );
+    assert_eq!(
+        max_pods_value(&["--instance-type", "m5.large", "--prefix-delegation"]),
+        110
+    );
+    assert_eq!(
+        max_pods_value(&[
+            "--prefix-delegation",
+            "--show-max-allowed",
+            "--instance-type",
+            "m5.large"
+        ]),
+        434
+    );
+    assert_eq!(
+        max_pods_value(&["--instance-type", "p4d.24xlarge", "--show-max-allowed"]),
+        737
+    );
+    assert_eq!(max_pods_value(&["--instance-type", "trn1.32xlarge"]), 247);
+
+    // Prefix delegation on a Xen type: the secondary-address value, with a note.
+    let out = max_pods(&["--instance-type", "m4.large", "--prefix-delegation"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success());
+    assert_eq!(stdout.trim(), "20");
+    assert!(
+        stderr.contains("prefix delegation is not available"),
+        "{stderr}"
+    );
+    assert_eq!(
+        max_pods_value(&["--instance-type", "t2.micro", "--prefix-delegation"]),
+        4
+    );
+
+    // Unknown type: exit 2, a clear message with the known types of that family.
+    let out = max_pods(&["--instance-type", "m5.larg"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("unknown instance type \"m5.larg\"") && stderr.contains("m5.large"),
+        "{stderr}"
+    );
+    let out = max_pods(&["--instance-type", "qq9.huge"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("--all"), "{}", text(&out).1);
+
+    // Bad arguments: exit 2 naming the problem.
+    for (args, needle) in [
+        (&[][..], "--instance-type TYPE (or --all) is required"),
+        (&["--instance-type"][..], "--instance-type needs a value"),
+        (
+            &["--instance-type", "m5.large", "--max-eni", "0"][..],
+            "--max-eni \"0\"",
+        ),
+        (
+            &["--instance-type", "m5.large", "--max-eni", "two"][..],
+            "--max-eni \"two\"",
+        ),
+        (&["--instance-type", "m5.large", "--all"][..], "not both"),
+        (
+            &["--instance-type", "m5.large", "--frob"][..],
+            "unknown argument \"--frob\"",
+        ),
+        (
+            &["--instance-type", "m5.large", "--prefix-delegation=yes"][..],
+            "takes no value",
+        ),
+    ] {
+        let out = max_pods(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(text(&out).1.contains(needle), "{args:?}: {}", text(&out).1);
+    }
+    let out = max_pods(&["--help"]);
+    assert!(out.status.success() && text(&out).0.contains("--show-max-allowed"));
+}
+
+#[test]
+fn max_pods_all_is_an_eni_max_pods_file() {
+    let out = max_pods(&["--all"]);
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines.len(), vpc_cni::limits::count());
+    for want in [
+        "m5.large 29",
+        "m5.xlarge 58",
+        "t3.micro 4",
+        "m5.24xlarge 737",
+        "p4d.24xlarge 737",
+    ] {
+        assert!(lines.contains(&want), "missing {want:?}");
+    }
+    for line in &lines {
+        let (t, v) = line.split_once(' ').expect("two fields");
+        let l = vpc_cni::limits::lookup(t).expect("known type");
+        assert_eq!(
+            v.parse::<u32>().expect("number"),
+            vpc_cni::limits::eni_max_pods(&l),
+            "{line}"
+        );
+    }
+    // With options, still uncapped.
+    let out = max_pods(&["--all", "--prefix-delegation"]);
+    assert!(text(&out).0.lines().any(|l| l == "m5.24xlarge 11762"));
+}
+
+#[test]
+fn config_command_prints_effective_json_or_every_error() {
+    let out = run(
+        Path::new(BIN),
+        &["config"],
+        &[
+            ("WARM_IP_TARGET", "5"),
+            ("AWS_VPC_K8S_CNI_VETHPREFIX", "pod"),
+            ("WARM_ENI_TARGET", "-2"),
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    assert_eq!(v["WARM_IP_TARGET"], 5);
+    assert_eq!(v["WARM_ENI_TARGET"], 1);
+    assert_eq!(v["AWS_VPC_K8S_CNI_VETHPREFIX"], "pod");
+    assert_eq!(v["AWS_VPC_ENI_MTU"], 9001);
+    assert_eq!(
+        v.as_object().expect("object").len(),
+        vpc_cni::config::ALL_VARIABLES.len()
+    );
+    assert!(stderr.contains("warning: WARM_ENI_TARGET"), "{stderr}");
+
+    let out = run(
+        Path::new(BIN),
+        &["config"],
+        &[
+            ("AWS_VPC_ENI_MTU", "100"),
+            ("AWS_VPC_K8S_CNI_RANDOMIZESNAT", "sometimes"),
+            ("MAX_ENI", "many"),
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("3 invalid environment variables"),
+        "{stderr}"
+    );
+    for needle in [
+        "AWS_VPC_ENI_MTU=\"100\"",
+        "576 to 9001",
+        "AWS_VPC_K8S_CNI_RANDOMIZESNAT=\"sometimes\"",
+        "prng, hashrandom or none",
+        "MAX_ENI=\"many\"",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in {stderr}");
+    }
+    let out = run(Path::new(BIN), &["config", "--bogus"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
