@@ -170,6 +170,29 @@ impl fmt::Display for MacAddr {
     }
 }
 
+impl From<Ipv4Cidr> for crate::config::Cidr {
+    /// The configuration's mixed IPv4/IPv6 CIDR (host bits cleared).
+    fn from(c: Ipv4Cidr) -> Self {
+        crate::config::Cidr {
+            addr: c.network().into(),
+            prefix_len: c.prefix_len,
+        }
+    }
+}
+
+impl From<Ipv6Cidr> for crate::config::Cidr {
+    /// The configuration's mixed IPv4/IPv6 CIDR (host bits cleared).
+    fn from(c: Ipv6Cidr) -> Self {
+        let mask = u128::MAX
+            .checked_shl(128 - u32::from(c.prefix_len))
+            .unwrap_or(0);
+        crate::config::Cidr {
+            addr: Ipv6Addr::from(u128::from(c.addr) & mask).into(),
+            prefix_len: c.prefix_len,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +219,14 @@ mod tests {
             "2600:1f14::/56".parse::<Ipv6Cidr>().unwrap().prefix_len(),
             56
         );
+    }
+
+    #[test]
+    fn converts_to_the_configuration_cidr() {
+        let v4: crate::config::Cidr = "10.0.1.77/24".parse::<Ipv4Cidr>().unwrap().into();
+        assert_eq!(v4.to_string(), "10.0.1.0/24");
+        let v6: crate::config::Cidr = "2600:1f14::5/56".parse::<Ipv6Cidr>().unwrap().into();
+        assert_eq!(v6.to_string(), "2600:1f14::/56");
     }
 
     #[test]

@@ -66,27 +66,47 @@ impl Ec2Config {
         region: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Ec2Config, Ec2SetupError> {
+        let var = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        let endpoint = [
+            "AWS_ENDPOINT_URL_EC2",
+            "AWS_EC2_ENDPOINT",
+            "AWS_ENDPOINT_URL",
+        ]
+        .into_iter()
+        .find_map(|k| var(k).map(|v| (k, v)));
+        let timeout =
+            http::http_timeout(var("HTTP_TIMEOUT").as_deref()).map_err(|e| Ec2SetupError {
+                detail: e.to_string(),
+            })?;
+        Ec2Config::new(
+            region,
+            endpoint.as_ref().map(|(k, v)| (*k, v.as_str())),
+            timeout,
+            var("SSL_CERT_FILE").as_deref(),
+        )
+    }
+
+    /// From parts (e.g. ipamd's parsed configuration): `endpoint` is (setting name, URL) of an
+    /// override, None for the region's standard endpoint; `ssl_cert_file` is the CA bundle
+    /// (None: the usual system paths), needed only for https endpoints.
+    pub fn new(
+        region: &str,
+        endpoint: Option<(&str, &str)>,
+        timeout: std::time::Duration,
+        ssl_cert_file: Option<&str>,
+    ) -> Result<Ec2Config, Ec2SetupError> {
         let setup = |detail: String| Ec2SetupError { detail };
         if region.trim().is_empty() {
             return Err(setup(
                 "no region: set AWS_REGION or run where IMDS answers placement/region".into(),
             ));
         }
-        let var = |k: &str| env(k).filter(|v| !v.trim().is_empty());
-        let (url, from) = match (
-            var("AWS_ENDPOINT_URL_EC2"),
-            var("AWS_EC2_ENDPOINT"),
-            var("AWS_ENDPOINT_URL"),
-        ) {
-            (Some(u), _, _) => (u, "AWS_ENDPOINT_URL_EC2"),
-            (None, Some(u), _) => (u, "AWS_EC2_ENDPOINT"),
-            (None, None, Some(u)) => (u, "AWS_ENDPOINT_URL"),
-            (None, None, None) => (ec2_endpoint_for_region(region), "region"),
+        let (from, url) = match endpoint {
+            Some((name, url)) => (name, url.to_string()),
+            None => ("region", ec2_endpoint_for_region(region.trim())),
         };
         let endpoint = Endpoint::parse(&url).map_err(|e| setup(format!("{from}: {e}")))?;
-        let timeout =
-            http::http_timeout(var("HTTP_TIMEOUT").as_deref()).map_err(|e| setup(e.to_string()))?;
-        let ca_roots = match http::load_ca_bundle(var("SSL_CERT_FILE").as_deref()) {
+        let ca_roots = match http::load_ca_bundle(ssl_cert_file) {
             Ok((_, certs)) => certs,
             Err(_) if endpoint.base.starts_with("http://") => Vec::new(),
             Err(e) => return Err(setup(e.to_string())),
