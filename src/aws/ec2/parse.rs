@@ -365,7 +365,12 @@ pub fn parse_describe_subnets(body: &str) -> Result<Page<Subnet>, String> {
                     ["ipv6CidrBlockAssociationSet", "item"] => {
                         let state = std::mem::take(&mut ipv6_state);
                         if let Some(c) = ipv6.take() {
-                            if state.is_empty() || state == "associated" {
+                            // Real EC2 says `associated`; moto 5.2 writes a dict repr
+                            // (`{'State': 'associated'}`), so look for the word.
+                            let associated = state
+                                .split(|c: char| !c.is_ascii_alphanumeric())
+                                .any(|w| w == "associated");
+                            if state.is_empty() || associated {
                                 sn.ipv6_cidr_blocks.push(c);
                             }
                         }

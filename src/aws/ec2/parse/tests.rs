@@ -191,3 +191,18 @@ fn a_bad_value_names_the_element_and_the_value() {
     let e = parse_create_network_interface("<R><requestId>x</requestId></R>").unwrap_err();
     assert!(e.contains("networkInterfaceId"), "{e}");
 }
+
+#[test]
+fn moto_ipv6_association_state_repr_is_understood() {
+    let body = "<R><subnetSet><item><subnetId>subnet-1</subnetId><cidrBlock>10.0.0.0/20</cidrBlock>\
+                <ipv6CidrBlockAssociationSet><item><ipv6CidrBlock>2400:6500:2fc0:a001::/64</ipv6CidrBlock>\
+                <ipv6CidrBlockState><state>{'State': 'associated'}</state></ipv6CidrBlockState></item>\
+                <item><ipv6CidrBlock>2400:6500:2fc0:a002::/64</ipv6CidrBlock>\
+                <ipv6CidrBlockState><state>{'State': 'disassociated'}</state></ipv6CidrBlockState></item>\
+                </ipv6CidrBlockAssociationSet></item></subnetSet></R>";
+    let page = parse_describe_subnets(body).unwrap();
+    assert_eq!(
+        page.items[0].ipv6_cidr_blocks,
+        vec!["2400:6500:2fc0:a001::/64".parse().unwrap()]
+    );
+}
