@@ -1,0 +1,332 @@
+//! Upstream's `/v1/enis` introspection JSON (`datastore.ENIInfos`), built from a [`Datastore`].
+//!
+//! Same field names and shapes as the Go output: `net.IPNet` as `{"IP": "...", "Mask": "<base64>"}`,
+//! times as RFC 3339 with nanoseconds (`0001-01-01T00:00:00Z` when unset), and, as upstream since
+//! v1.23, the container id and interface name scrubbed from each `IPAMKey`. `IPAddresses` lists
+//! assigned and cooling addresses (upstream lists whatever its map still holds, which also includes
+//! cooled-down entries not yet purged). `AddressFamily` is empty, as upstream's copy leaves it.
+
+#![deny(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
+
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::net::IpAddr;
+
+use serde::Serialize;
+
+use super::checkpoint::CheckpointMetadata;
+use super::datastore::Datastore;
+use super::Instant;
+
+/// Upstream `ENIInfos`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EniInfos {
+    /// Addresses in all blocks.
+    #[serde(rename = "TotalIPs")]
+    pub total_ips: u64,
+    /// Assigned addresses.
+    #[serde(rename = "AssignedIPs")]
+    pub assigned_ips: u64,
+    /// ENIs by id.
+    #[serde(rename = "ENIs")]
+    pub enis: BTreeMap<String, EniInfo>,
+}
+
+/// Upstream `ENI` (exported fields).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EniInfo {
+    /// ENI id.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Primary ENI.
+    pub is_primary: bool,
+    /// Trunk ENI.
+    pub is_trunk: bool,
+    /// EFA ENI.
+    #[serde(rename = "IsEFA")]
+    pub is_efa: bool,
+    /// Device number.
+    pub device_number: u32,
+    /// IPv4 blocks by `a.b.c.d/len`.
+    #[serde(rename = "AvailableIPv4Cidrs")]
+    pub available_ipv4_cidrs: BTreeMap<String, CidrInfo>,
+    /// IPv6 blocks.
+    #[serde(rename = "IPv6Cidrs")]
+    pub ipv6_cidrs: BTreeMap<String, CidrInfo>,
+}
+
+/// Upstream `CidrInfo`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CidrInfo {
+    /// The block as Go's `net.IPNet`.
+    pub cidr: IpNet,
+    /// Tracked addresses by text.
+    #[serde(rename = "IPAddresses")]
+    pub ip_addresses: BTreeMap<String, AddressInfo>,
+    /// A prefix rather than a /32.
+    pub is_prefix: bool,
+    /// Empty, as upstream's introspection copy.
+    pub address_family: String,
+}
+
+/// Go's `net.IPNet` JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IpNet {
+    /// Network address.
+    #[serde(rename = "IP")]
+    pub ip: String,
+    /// Mask bytes, base64 (Go marshals `[]byte` so).
+    #[serde(rename = "Mask")]
+    pub mask: String,
+}
+
+/// Upstream `AddressInfo`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AddressInfo {
+    /// The address.
+    pub address: String,
+    /// The key, container id and ifname scrubbed.
+    #[serde(rename = "IPAMKey")]
+    pub ipam_key: ScrubbedKey,
+    /// The pod.
+    #[serde(rename = "IPAMMetadata")]
+    pub ipam_metadata: CheckpointMetadata,
+    /// RFC 3339 assignment time.
+    pub assigned_time: String,
+    /// RFC 3339 release time.
+    pub unassigned_time: String,
+}
+
+/// Upstream `IPAMKey` with `containerID` and `ifName` blanked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScrubbedKey {
+    /// Network name.
+    #[serde(rename = "networkName")]
+    pub network_name: String,
+    /// Always empty.
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    /// Always empty.
+    #[serde(rename = "ifName")]
+    pub if_name: String,
+}
+
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// Builds the `/v1/enis` document. `now` and `now_unix_nanos` are the same moment on the monotonic
+/// and the wall clock, used to show release times (kept on the monotonic clock) as wall time.
+pub fn eni_infos(ds: &Datastore, now: Instant, now_unix_nanos: i64) -> EniInfos {
+    let mut out = EniInfos {
+        total_ips: 0,
+        assigned_ips: 0,
+        enis: BTreeMap::new(),
+    };
+    let mut tracked: Vec<(
+        IpAddr,
+        Option<&super::datastore::Allocation>,
+        Option<Instant>,
+    )> = Vec::new();
+    for (a, al) in ds.allocations() {
+        tracked.push((*a, Some(al), None));
+    }
+    for (a, t) in ds.cooling(now) {
+        tracked.push((a, None, Some(t)));
+    }
+    for e in ds.enis() {
+        let mut info = EniInfo {
+            id: e.id().into(),
+            is_primary: e.spec().is_primary,
+            is_trunk: e.spec().is_trunk,
+            is_efa: e.spec().is_efa,
+            device_number: e.device_number(),
+            available_ipv4_cidrs: BTreeMap::new(),
+            ipv6_cidrs: BTreeMap::new(),
+        };
+        for c in e.ipv4_cidrs() {
+            out.total_ips = out.total_ips.saturating_add(c.size());
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(c.prefix_len()))
+                .unwrap_or(0)
+                .to_be_bytes();
+            let addrs = address_map(
+                &tracked,
+                |a| matches!(a, IpAddr::V4(v) if c.contains(*v)),
+                now,
+                now_unix_nanos,
+            );
+            out.assigned_ips += addrs
+                .values()
+                .filter(|a| a.unassigned_time == ZERO_TIME)
+                .count() as u64;
+            info.available_ipv4_cidrs.insert(
+                c.to_string(),
+                CidrInfo {
+                    cidr: IpNet {
+                        ip: c.addr().to_string(),
+                        mask: base64(&mask),
+                    },
+                    ip_addresses: addrs,
+                    is_prefix: !c.is_host(),
+                    address_family: String::new(),
+                },
+            );
+        }
+        for c in e.ipv6_prefixes() {
+            out.total_ips = out
+                .total_ips
+                .saturating_add(u64::try_from(c.size()).unwrap_or(u64::MAX));
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(c.prefix_len()))
+                .unwrap_or(0)
+                .to_be_bytes();
+            let addrs = address_map(
+                &tracked,
+                |a| matches!(a, IpAddr::V6(v) if c.contains(*v)),
+                now,
+                now_unix_nanos,
+            );
+            out.assigned_ips += addrs
+                .values()
+                .filter(|a| a.unassigned_time == ZERO_TIME)
+                .count() as u64;
+            info.ipv6_cidrs.insert(
+                c.to_string(),
+                CidrInfo {
+                    cidr: IpNet {
+                        ip: c.addr().to_string(),
+                        mask: base64(&mask),
+                    },
+                    ip_addresses: addrs,
+                    is_prefix: true,
+                    address_family: String::new(),
+                },
+            );
+        }
+        out.enis.insert(info.id.clone(), info);
+    }
+    out
+}
+
+fn address_map(
+    tracked: &[(
+        IpAddr,
+        Option<&super::datastore::Allocation>,
+        Option<Instant>,
+    )],
+    inside: impl Fn(&IpAddr) -> bool,
+    now: Instant,
+    now_unix_nanos: i64,
+) -> BTreeMap<String, AddressInfo> {
+    let mut m = BTreeMap::new();
+    for (a, al, released) in tracked.iter().filter(|(a, _, _)| inside(a)) {
+        let info = AddressInfo {
+            address: a.to_string(),
+            ipam_key: ScrubbedKey {
+                network_name: al.map(|x| x.key.network_name.clone()).unwrap_or_default(),
+                container_id: String::new(),
+                if_name: String::new(),
+            },
+            ipam_metadata: al
+                .map(|x| CheckpointMetadata {
+                    k8s_pod_namespace: x.metadata.namespace.clone(),
+                    k8s_pod_name: x.metadata.name.clone(),
+                    interfaces_count: x.metadata.interfaces_count,
+                })
+                .unwrap_or_default(),
+            assigned_time: al.map_or_else(
+                || ZERO_TIME.into(),
+                |x| rfc3339_nanos(x.allocated_unix_nanos),
+            ),
+            unassigned_time: released.map_or_else(
+                || ZERO_TIME.into(),
+                |t| {
+                    let ago = i64::try_from(now.saturating_since(t).as_nanos()).unwrap_or(i64::MAX);
+                    rfc3339_nanos(now_unix_nanos.saturating_sub(ago))
+                },
+            ),
+        };
+        m.insert(a.to_string(), info);
+    }
+    m
+}
+
+/// Standard base64 with padding (Go's encoding of `[]byte` in JSON).
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                s.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+/// Go's `time.RFC3339Nano` in UTC: trailing zeros of the fraction dropped.
+pub fn rfc3339_nanos(unix_nanos: i64) -> String {
+    let secs = unix_nanos.div_euclid(1_000_000_000);
+    let nanos = unix_nanos.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let mut s = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    );
+    if nanos != 0 {
+        let frac = format!("{nanos:09}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    s.push('Z');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_encodings() {
+        assert_eq!(base64(&[255, 255, 255, 255]), "/////w==");
+        assert_eq!(base64(&[255, 255, 255, 240]), "////8A==");
+        assert_eq!(base64(b"abc"), "YWJj");
+        assert_eq!(rfc3339_nanos(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339_nanos(1_700_000_000_123_456_000),
+            "2023-11-14T22:13:20.123456Z"
+        );
+        assert_eq!(
+            rfc3339_nanos(951_782_400_000_000_000),
+            "2000-02-29T00:00:00Z"
+        );
+    }
+}

@@ -1,0 +1,437 @@
+//! Warm-pool planner: the seed's worked examples and the upstream rules around them, run on a
+//! simulated node (planner + datastore + an in-memory EC2 that enforces instance limits).
+
+// Test crate: helpers outside #[test] fns may unwrap too (a panic is a test failure).
+#![allow(clippy::unwrap_used)]
+
+mod ipam_support;
+
+use std::time::Duration;
+
+use ipam_support::{key, Node, M4_4XLARGE, M4_4XLARGE_MAX_PODS, M5_LARGE};
+use vpc_cni::ipam::{
+    ActionKind, AddressMode, EniSpec, Failure, InstanceLimits, PoolConfig, ReleaseOutcome,
+};
+
+fn m4(cfg: PoolConfig) -> Node {
+    Node::new(
+        AddressMode::SecondaryIpv4,
+        PoolConfig {
+            max_pods: M4_4XLARGE_MAX_PODS,
+            ..cfg
+        },
+        M4_4XLARGE,
+    )
+}
+
+/// Adds pods 1..=n one by one, settling the pool after each; returns (pods, total, ENIs, free) rows,
+/// row 0 being the settled pool before any pod.
+fn grow(node: &mut Node, n: u32) -> Vec<(u32, u32, u32, u32)> {
+    assert!(node.settle(3, 50).is_some(), "pool did not settle at start");
+    let (t, e, f) = node.shape();
+    let mut rows = vec![(0, t, e, f)];
+    for p in 1..=n {
+        node.add_pod(p);
+        assert!(
+            node.settle(3, 50).is_some(),
+            "pool did not settle after pod {p}"
+        );
+        let (t, e, f) = node.shape();
+        rows.push((p, t, e, f));
+    }
+    assert!(node.ec2.violations.is_empty(), "{:?}", node.ec2.violations);
+    rows
+}
+
+fn print_rows(title: &str, rows: &[(u32, u32, u32, u32)]) {
+    println!("{title}");
+    for (p, t, e, f) in rows {
+        println!("  pods {p:3}: total {t:3}, ENIs {e}, free {f:3}");
+    }
+}
+
+#[test]
+fn warm_eni_target_1_keeps_a_whole_free_eni_on_m4_4xlarge() {
+    let mut node = m4(PoolConfig::default());
+    let rows = grow(&mut node, 60);
+    print_rows("WARM_ENI_TARGET=1, m4.4xlarge", &rows);
+    // Upstream: too low iff available < 29 * WARM_ENI_TARGET; each new ENI comes filled (29).
+    assert_eq!(
+        rows[0],
+        (0, 29, 1, 29),
+        "no pods: the primary ENI filled, 29 free"
+    );
+    for &(p, total, enis, free) in &rows[1..] {
+        let (want_total, want_enis) = match p {
+            1..=29 => (58, 2),
+            30..=58 => (87, 3),
+            _ => (116, 4),
+        };
+        assert_eq!((total, enis), (want_total, want_enis), "pods {p}");
+        assert_eq!(free, total - p);
+        assert!(free >= 29, "pods {p}: fewer than one ENI's worth free");
+    }
+}
+
+#[test]
+fn warm_ip_target_5_keeps_five_free() {
+    let mut node = m4(PoolConfig {
+        warm_ip_target: 5,
+        ..PoolConfig::default()
+    });
+    let rows = grow(&mut node, 64);
+    print_rows("WARM_IP_TARGET=5, m4.4xlarge", &rows);
+    for &(p, total, enis, free) in &rows {
+        assert_eq!(free, 5, "pods {p}");
+        assert_eq!(total, p + 5);
+        assert_eq!(
+            enis,
+            (p + 5).div_ceil(29),
+            "pods {p}: ENIs fill up before a new one is made"
+        );
+    }
+}
+
+#[test]
+fn minimum_ip_target_30_with_warm_ip_2_ends_at_32_after_30_pods() {
+    let mut node = m4(PoolConfig {
+        warm_ip_target: 2,
+        minimum_ip_target: 30,
+        ..PoolConfig::default()
+    });
+    let rows = grow(&mut node, 30);
+    print_rows("MINIMUM_IP_TARGET=30 WARM_IP_TARGET=2, m4.4xlarge", &rows);
+    assert_eq!(rows[0].1, 30, "pre-scaled to the minimum before any pod");
+    for &(p, total, _, _) in &rows {
+        assert_eq!(total, 30.max(p + 2), "pods {p}");
+    }
+    assert_eq!(rows[30].1, 32, "32 addresses after 30 pods, not 60");
+}
+
+#[test]
+fn prefix_delegation_warm_ip_16_adds_a_second_prefix_after_one_pod() {
+    let mut node = Node::new(
+        AddressMode::PrefixIpv4,
+        PoolConfig {
+            warm_ip_target: 16,
+            max_pods: 110,
+            ..PoolConfig::default()
+        },
+        M5_LARGE,
+    );
+    let rows = grow(&mut node, 40);
+    print_rows(
+        "ENABLE_PREFIX_DELEGATION WARM_IP_TARGET=16, m5.large",
+        &rows,
+    );
+    assert_eq!(rows[0], (0, 16, 1, 16), "one /28 at start");
+    assert_eq!(
+        rows[1],
+        (1, 32, 1, 31),
+        "a second /28 once one pod holds an address"
+    );
+    for &(p, total, _, free) in &rows {
+        assert_eq!(total, 16 * (p + 16).div_ceil(16), "pods {p}");
+        assert!(free >= 16);
+    }
+    let s = node.ds.stats(node.now);
+    assert_eq!(s.total_prefixes, 4);
+}
+
+#[test]
+fn prefix_delegation_default_targets_keep_one_partly_free_prefix() {
+    // WARM_PREFIX_TARGET=0, WARM_ENI_TARGET ignored in PD: a prefix is added only when none is free.
+    let mut node = Node::new(AddressMode::PrefixIpv4, PoolConfig::default(), M5_LARGE);
+    let rows = grow(&mut node, 33);
+    for &(p, total, _, _) in &rows {
+        let want = if p == 0 {
+            16
+        } else {
+            16 * (p + 1).div_ceil(16)
+        };
+        assert_eq!(total, want, "pods {p}");
+    }
+}
+
+#[test]
+fn warm_ip_target_shrinks_back_once_pods_leave_and_cooldown_ends() {
+    let mut node = m4(PoolConfig {
+        warm_ip_target: 5,
+        ..PoolConfig::default()
+    });
+    grow(&mut node, 20);
+    for p in 1..=20 {
+        assert!(matches!(
+            node.ds.unassign(&key(p), node.now),
+            ReleaseOutcome::Released(_)
+        ));
+    }
+    // Nothing is released while the 20 addresses cool down (30 s).
+    let mut released_in_cooldown = 0;
+    for _ in 0..5 {
+        for a in node.tick() {
+            if let ActionKind::UnassignAddresses { addresses, .. } = a.kind {
+                released_in_cooldown += addresses.len();
+            }
+        }
+    }
+    assert_eq!(released_in_cooldown, 0);
+    assert!(node.settle(8, 100).is_some());
+    assert_eq!(node.shape().0, 5, "back to WARM_IP_TARGET with no pods");
+}
+
+#[test]
+fn at_most_one_decrease_per_30_seconds() {
+    let mut node = m4(PoolConfig {
+        warm_ip_target: 1,
+        ..PoolConfig::default()
+    });
+    grow(&mut node, 10);
+    for p in 1..=10 {
+        let _ = node.ds.unassign(&key(p), node.now);
+    }
+    node.advance(Duration::from_secs(31));
+    let mut decreases = vec![];
+    for _ in 0..40 {
+        let at = node.now;
+        if node
+            .tick()
+            .iter()
+            .any(|a| matches!(a.kind, ActionKind::UnassignAddresses { .. }))
+        {
+            decreases.push(at);
+        }
+    }
+    assert!(!decreases.is_empty());
+    for w in decreases.windows(2) {
+        assert!(
+            w[1].saturating_since(w[0]) > Duration::from_secs(30),
+            "{w:?}"
+        );
+    }
+}
+
+#[test]
+fn warm_eni_frees_empty_enis_only_after_a_minute_and_keeps_the_primary() {
+    let mut node = m4(PoolConfig::default());
+    grow(&mut node, 40); // 3 ENIs
+    assert_eq!(node.shape().1, 3);
+    for p in 1..=40 {
+        let _ = node.ds.unassign(&key(p), node.now);
+    }
+    let mut freed = vec![];
+    for _ in 0..40 {
+        let at = node.now;
+        for a in node.tick() {
+            if let ActionKind::FreeEni { eni } = a.kind {
+                freed.push((eni, at));
+            }
+        }
+    }
+    assert_eq!(freed.len(), 2, "{freed:?}");
+    assert!(freed.iter().all(|(e, _)| e != "eni-0"));
+    assert_eq!(node.shape(), (29, 1, 29));
+    // Both freed ENIs were more than 60 s old and their addresses out of cooldown by then.
+    for (eni, at) in &freed {
+        let attached = node.ec2.enis.get(eni).map(|e| e.attached_at);
+        assert!(attached.is_none(), "{eni} still attached in EC2");
+        let _ = at;
+    }
+}
+
+#[test]
+fn insufficient_capacity_pauses_growth_for_120_seconds() {
+    let mut node = m4(PoolConfig::default());
+    let first = node.tick_with(Some(Failure::InsufficientCapacity));
+    assert_eq!(first.len(), 1);
+    let failed_at = node.now - Duration::from_secs(5);
+    let mut next_try = None;
+    for _ in 0..40 {
+        let at = node.now;
+        if !node.tick().is_empty() {
+            next_try = Some(at);
+            break;
+        }
+    }
+    let gap = next_try
+        .expect("growth resumes")
+        .saturating_since(failed_at);
+    assert!(
+        gap > Duration::from_secs(120) && gap <= Duration::from_secs(130),
+        "{gap:?}"
+    );
+}
+
+#[test]
+fn a_failed_multi_address_assign_is_retried_with_one() {
+    let mut node = m4(PoolConfig::default());
+    let a = node.tick_with(Some(Failure::Other));
+    assert!(
+        matches!(a[0].kind, ActionKind::AssignAddresses { count: 29, .. }),
+        "{a:?}"
+    );
+    let b = node.tick();
+    assert!(
+        matches!(b[0].kind, ActionKind::AssignAddresses { count: 1, .. }),
+        "{b:?}"
+    );
+    let c = node.tick();
+    assert!(
+        matches!(c[0].kind, ActionKind::AssignAddresses { count: 28, .. }),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn max_eni_and_the_trunk_slot_cap_enis() {
+    let mut node = m4(PoolConfig {
+        max_eni: Some(4),
+        pod_eni: true,
+        ..PoolConfig::default()
+    });
+    grow(&mut node, 87);
+    assert_eq!(
+        node.shape(),
+        (87, 3, 0),
+        "MAX_ENI=4 minus one slot kept for the trunk"
+    );
+    assert!(node.settle(3, 10).is_some());
+    assert_eq!(node.ds.enis().count(), 3);
+    // MAX_ENI above the instance limit is ignored.
+    let node = m4(PoolConfig {
+        max_eni: Some(50),
+        ..PoolConfig::default()
+    });
+    assert_eq!(node.pool.max_enis(), 8);
+}
+
+#[test]
+fn unmanaged_enis_take_a_slot_but_never_get_addresses_or_get_freed() {
+    let limits = InstanceLimits {
+        max_enis: 3,
+        ipv4_per_eni: 6,
+    };
+    let mut node = Node::new(
+        AddressMode::SecondaryIpv4,
+        PoolConfig {
+            max_pods: 100,
+            ..PoolConfig::default()
+        },
+        limits,
+    );
+    node.ds
+        .add_eni(
+            EniSpec {
+                id: "eni-user".into(),
+                device_number: 1,
+                unmanaged: true,
+                ..EniSpec::default()
+            },
+            node.now,
+        )
+        .unwrap();
+    node.ec2.enis.insert(
+        "eni-user".into(),
+        ipam_support::FakeEni {
+            device_number: 1,
+            attached_at: node.now,
+            cidrs: vec![],
+        },
+    );
+    grow(&mut node, 10);
+    assert_eq!(
+        node.ds.enis().count(),
+        3,
+        "primary + unmanaged + one of ours"
+    );
+    assert_eq!(node.shape().0, 10);
+    assert_eq!(node.ds.eni("eni-user").unwrap().ipv4_cidr_count(), 0);
+    node.advance(Duration::from_secs(600));
+    node.settle(8, 100);
+    assert!(node.ds.eni("eni-user").is_some());
+}
+
+#[test]
+fn growth_stops_at_max_pods() {
+    let cfg = PoolConfig {
+        max_pods: 40,
+        ..PoolConfig::default()
+    };
+    let mut node = Node::new(AddressMode::SecondaryIpv4, cfg, M4_4XLARGE);
+    let rows = grow(&mut node, 40);
+    assert!(rows.iter().all(|r| r.1 <= 40), "{rows:?}");
+    assert_eq!(rows[40].1, 40);
+}
+
+#[test]
+fn leftovers_of_the_other_mode_are_released_once_free_and_cool() {
+    let mut node = Node::new(AddressMode::PrefixIpv4, PoolConfig::default(), M5_LARGE);
+    // The node ran in secondary-address mode before: two /32s on the primary ENI, one still used.
+    let a1 = node.ec2.new_address();
+    let a2 = node.ec2.new_address();
+    node.ec2
+        .enis
+        .get_mut("eni-0")
+        .unwrap()
+        .cidrs
+        .extend([a1, a2].map(vic::host));
+    node.ds.add_ipv4_addresses("eni-0", &[a1, a2]).unwrap();
+    let old = vpc_cni::ipam::CheckpointData {
+        version: "vpc-cni-ipam/1".into(),
+        allocations: vec![vpc_cni::ipam::checkpoint::CheckpointEntry {
+            network_name: "aws-cni".into(),
+            container_id: "old-pod".into(),
+            if_name: "eth0".into(),
+            ipv4: Some(a1.to_string()),
+            ..Default::default()
+        }],
+    };
+    assert_eq!(node.ds.restore(&old).unwrap().restored, 1);
+    let first = node.tick();
+    assert!(first.iter().any(|a| matches!(&a.kind, ActionKind::UnassignAddresses { addresses, .. } if addresses == &vec![a2])), "{first:?}");
+    // The old pod keeps its /32 until DEL; then it cools down and goes.
+    node.settle(3, 20);
+    assert!(node.ds.is_assigned(std::net::IpAddr::V4(a1)));
+    let _ = node.ds.unassign(
+        &vpc_cni::ipam::IpamKey::new("aws-cni", "old-pod", "eth0"),
+        node.now,
+    );
+    assert!(node.settle(8, 40).is_some(), "the pool keeps changing");
+    assert!(node
+        .ds
+        .eni("eni-0")
+        .unwrap()
+        .ipv4_cidrs()
+        .all(|c| !c.is_host()));
+}
+
+mod vic {
+    pub fn host(a: std::net::Ipv4Addr) -> vpc_cni::ipam::Ipv4Cidr {
+        vpc_cni::ipam::Ipv4Cidr::host(a)
+    }
+}
+
+#[test]
+fn no_growth_and_no_eni_free_while_eni_changes_are_not_allowed() {
+    let mut node = m4(PoolConfig::default());
+    node.pool.set_eni_changes_allowed(false);
+    assert!(node.settle(3, 10).is_some());
+    assert_eq!(
+        node.shape(),
+        (0, 1, 0),
+        "a terminating/unschedulable node does not grow"
+    );
+    node.pool.set_eni_changes_allowed(true);
+    grow(&mut node, 30);
+    assert_eq!(node.shape().1, 3);
+    for p in 1..=30 {
+        let _ = node.ds.unassign(&key(p), node.now);
+    }
+    node.pool.set_eni_changes_allowed(false);
+    node.advance(Duration::from_secs(120));
+    node.settle(3, 30);
+    assert_eq!(node.shape().1, 3, "no ENI is freed either");
+    node.pool.set_eni_changes_allowed(true);
+    node.settle(3, 30);
+    assert_eq!(node.shape(), (29, 1, 29));
+}
