@@ -24,7 +24,7 @@ pub const API_VERSION: &str = "2016-11-15";
 /// Page size for the paginated describe calls (upstream uses 1000).
 pub const PAGE_SIZE: u32 = 1000;
 
-/// A describe filter, e.g. `tag-key` = [`node.k8s.amazonaws.com/instance_id`].
+/// A describe filter, e.g. `tag-key` = `[node.k8s.amazonaws.com/instance_id]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
     /// Filter name.
