@@ -243,6 +243,16 @@ fn imds_endpoint_comes_from_the_sdk_variable() {
         Imds::from_env(&|_| None).unwrap().endpoint(),
         "http://169.254.169.254"
     );
+    let v6 = |k: &str| (k == "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE").then(|| "IPv6".to_string());
+    assert_eq!(
+        Imds::from_env(&v6).unwrap().endpoint(),
+        "http://[fd00:ec2::254]"
+    );
+    let mode = |k: &str| (k == "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE").then(|| "v7".to_string());
+    assert!(Imds::from_env(&mode)
+        .unwrap_err()
+        .to_string()
+        .contains("expected IPv4 or IPv6"));
     let bad =
         |k: &str| (k == "AWS_EC2_METADATA_SERVICE_ENDPOINT").then(|| "169.254.169.254".to_string());
     let e = Imds::from_env(&bad).unwrap_err();

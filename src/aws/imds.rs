@@ -25,6 +25,10 @@ use super::types::{Ipv4Cidr, Ipv6Cidr, MacAddr};
 pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 /// The environment variable overriding it (as in the AWS SDKs).
 pub const ENDPOINT_ENV: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
+/// `IPv6` selects the IPv6 endpoint when no endpoint is given (as in the AWS SDKs).
+pub const ENDPOINT_MODE_ENV: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE";
+/// The IPv6 IMDS endpoint (Nitro instances in IPv6-only subnets).
+pub const DEFAULT_ENDPOINT_IPV6: &str = "http://[fd00:ec2::254]";
 /// Default session token lifetime: 6 hours, the maximum IMDS allows.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(21_600);
 const TOKEN_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
@@ -135,10 +139,20 @@ impl Imds {
         })
     }
 
-    /// A client for `AWS_EC2_METADATA_SERVICE_ENDPOINT`, or the default endpoint.
+    /// A client for `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else the default endpoint
+    /// (the IPv6 one with `AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6`).
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Imds, ImdsError> {
-        let endpoint = env(ENDPOINT_ENV).filter(|v| !v.trim().is_empty());
-        Imds::new(endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT))
+        if let Some(endpoint) = env(ENDPOINT_ENV).filter(|v| !v.trim().is_empty()) {
+            return Imds::new(&endpoint);
+        }
+        match env(ENDPOINT_MODE_ENV).map(|m| m.trim().to_ascii_lowercase()) {
+            None => Imds::new(DEFAULT_ENDPOINT),
+            Some(m) if m.is_empty() || m == "ipv4" => Imds::new(DEFAULT_ENDPOINT),
+            Some(m) if m == "ipv6" => Imds::new(DEFAULT_ENDPOINT_IPV6),
+            Some(m) => Err(ImdsError::BadEndpoint {
+                detail: format!("{ENDPOINT_MODE_ENV}={m:?} is not valid: expected IPv4 or IPv6"),
+            }),
+        }
     }
 
     /// Sets the session token lifetime (1 s to 6 h; IMDS's limits).
