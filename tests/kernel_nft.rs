@@ -1,0 +1,340 @@
+//! Kernel tests of the nftables adapter and the sysctl writer, in namespaces each test creates:
+//! a pod-ish source, a node carrying our table, and a peer that records the source address of
+//! what it receives.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+#[path = "support/netns.rs"]
+mod netns;
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use netns::TestNs;
+use vpc_cni::netlink::{IpNet, Netlink, Netns, Route, VethSpec};
+use vpc_cni::nft::{Nft, Outcome, Randomize, SnatConfig};
+use vpc_cni::sysctl::Sysctl;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+struct Topology {
+    _names: [TestNs; 3],
+    pod: Netns,
+    node: Netns,
+    peer: Netns,
+    node_name: String,
+}
+
+/// pod (10.0.1.5/32, default via 169.254.1.1) ⇄ node (eni veth; "eth0" 192.0.2.1/24, VPC
+/// 10.0.0.0/16) ⇄ peer (192.0.2.2/24, outside the VPC; routes 10.0.0.0/16 back via the node).
+/// Wired like the CNI plugin does it: the veth is created from the pod side with its peer made
+/// directly in the node namespace.
+fn topology() -> Topology {
+    let (tp, tn, tq) = (
+        TestNs::new("nftpod"),
+        TestNs::new("nftnode"),
+        TestNs::new("nftpeer"),
+    );
+    let (pod, node, peer) = (
+        Netns::open(tp.path()).unwrap(),
+        Netns::open(tn.path()).unwrap(),
+        Netns::open(tq.path()).unwrap(),
+    );
+    let mut np = Netlink::open_in(&pod).unwrap();
+    let mut nn = Netlink::open_in(&node).unwrap();
+    let mut nq = Netlink::open_in(&peer).unwrap();
+
+    np.add_veth(&VethSpec {
+        name: "eth0",
+        peer_name: "eni0a1b2c3d4e5",
+        mtu: Some(9001),
+        mac: None,
+        peer_mac: None,
+        peer_netns: Some(&node),
+    })
+    .unwrap();
+    let pod_if = np.link_by_name("eth0").unwrap().unwrap();
+    let host_veth = nn.link_by_name("eni0a1b2c3d4e5").unwrap().unwrap();
+    np.add_address(pod_if.index, net("10.0.1.5/32")).unwrap();
+    np.set_link_up(pod_if.index).unwrap();
+    np.add_route(&Route::link(net("169.254.1.1/32"), pod_if.index))
+        .unwrap();
+    np.add_route(&Route::via(
+        IpNet::default_for(false),
+        ip("169.254.1.1"),
+        pod_if.index,
+    ))
+    .unwrap();
+    np.add_permanent_neighbour(pod_if.index, ip("169.254.1.1"), host_veth.mac.unwrap())
+        .unwrap();
+    nn.set_link_up(host_veth.index).unwrap();
+    nn.add_route(&Route::link(net("10.0.1.5/32"), host_veth.index))
+        .unwrap();
+
+    nn.add_veth(&VethSpec {
+        name: "eth0",
+        peer_name: "eth0",
+        mtu: None,
+        mac: None,
+        peer_mac: None,
+        peer_netns: Some(&peer),
+    })
+    .unwrap();
+    let node_eth0 = nn.link_by_name("eth0").unwrap().unwrap().index;
+    let peer_eth0 = nq.link_by_name("eth0").unwrap().unwrap().index;
+    nn.add_address(node_eth0, net("192.0.2.1/24")).unwrap();
+    nq.add_address(peer_eth0, net("192.0.2.2/24")).unwrap();
+    nn.set_link_up(node_eth0).unwrap();
+    nq.set_link_up(peer_eth0).unwrap();
+    nq.add_route(&Route::via(net("10.0.0.0/16"), ip("192.0.2.1"), peer_eth0))
+        .unwrap();
+    node.run(|| Sysctl::new().set_ip_forward(true))
+        .unwrap()
+        .unwrap();
+    let node_name = tn.name.clone();
+    Topology {
+        _names: [tp, tn, tq],
+        pod,
+        node,
+        peer,
+        node_name,
+    }
+}
+
+fn config() -> SnatConfig {
+    SnatConfig {
+        primary_ip: "192.0.2.1".parse().unwrap(),
+        primary_ifname: "eth0".into(),
+        vpc_cidrs: vec![net("10.0.0.0/16")],
+        exclude_cidrs: vec![net("203.0.113.0/24")],
+        randomize: Randomize::Prng,
+        node_port_support: true,
+        external_snat: false,
+        veth_prefix: "eni".into(),
+    }
+}
+
+/// Sends a datagram from the pod to the peer, has the peer answer, and returns the source
+/// address the peer saw and whether the answer reached the pod. Datagrams are resent a few times:
+/// right after links come up the kernel may still drop the first one (the test is about where
+/// traffic goes and how it is translated, not about that start-up loss).
+fn exchange(t: &Topology, stage: &str) -> (SocketAddr, bool) {
+    let rx = t
+        .peer
+        .run(|| UdpSocket::bind("192.0.2.2:0"))
+        .unwrap()
+        .unwrap();
+    let tx = t
+        .pod
+        .run(|| UdpSocket::bind("10.0.1.5:0"))
+        .unwrap()
+        .unwrap();
+    for s in [&rx, &tx] {
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+    }
+    let mut buf = [0u8; 16];
+    let seen = (0..10)
+        .find_map(|_| {
+            tx.send_to(b"ping", rx.local_addr().unwrap()).unwrap();
+            rx.recv_from(&mut buf).ok().map(|(_, from)| from)
+        })
+        .unwrap_or_else(|| panic!("{stage}: the peer got nothing"));
+    let answered = (0..10).any(|_| {
+        rx.send_to(b"pong", seen).unwrap();
+        tx.recv_from(&mut buf).is_ok()
+    });
+    (seen, answered)
+}
+
+fn nft_list(ns: &str) -> String {
+    netns::run(
+        "ip",
+        &[
+            "netns", "exec", ns, "nft", "-a", "list", "table", "ip", "aws-cni",
+        ],
+    )
+}
+
+#[test]
+fn snat_is_seen_at_the_peer_and_a_second_apply_changes_nothing() {
+    let t = topology();
+    let (seen, answered) = exchange(&t, "before the table");
+    assert_eq!(
+        seen.ip(),
+        ip("10.0.1.5"),
+        "no table yet: the pod address leaves unchanged"
+    );
+    assert!(answered);
+
+    let mut nft = Nft::open_in(&t.node).unwrap();
+    assert_eq!(nft.apply(&config()).unwrap(), Outcome::Replaced);
+    let (seen, answered) = exchange(&t, "after apply");
+    assert_eq!(seen.ip(), ip("192.0.2.1"), "SNAT to the primary address");
+    assert!(answered, "the reply is translated back to the pod");
+
+    let before = nft_list(&t.node_name);
+    assert_eq!(nft.apply(&config()).unwrap(), Outcome::Unchanged);
+    assert_eq!(
+        nft_list(&t.node_name),
+        before,
+        "same rules, same handles: nothing was replaced"
+    );
+    assert!(
+        before.contains("snat ip to 192.0.2.1 fully-random")
+            || before.contains("snat to 192.0.2.1 fully-random"),
+        "{before}"
+    );
+
+    // Traffic to an excluded CIDR is not translated.
+    let mut c = config();
+    c.exclude_cidrs.push(net("192.0.2.0/24"));
+    assert_eq!(nft.apply(&c).unwrap(), Outcome::Replaced);
+    let (seen, answered) = exchange(&t, "with 192.0.2.0/24 excluded");
+    assert_eq!(seen.ip(), ip("10.0.1.5"));
+    assert!(answered);
+
+    // External SNAT: no translation; the NodePort chain stays.
+    let mut c = config();
+    c.external_snat = true;
+    assert_eq!(nft.apply(&c).unwrap(), Outcome::Replaced);
+    let listing = nft_list(&t.node_name);
+    assert!(!listing.contains("snat"), "{listing}");
+    assert!(listing.contains("chain mangle-prerouting"), "{listing}");
+    assert_eq!(exchange(&t, "with external SNAT").0.ip(), ip("10.0.1.5"));
+
+    // External SNAT without NodePort support: the table goes away.
+    c.node_port_support = false;
+    assert_eq!(nft.apply(&c).unwrap(), Outcome::Removed);
+    assert_eq!(nft.apply(&c).unwrap(), Outcome::Unchanged);
+    let tables = netns::run(
+        "ip",
+        &["netns", "exec", &t.node_name, "nft", "list", "tables"],
+    );
+    assert_eq!(tables.trim(), "");
+    assert_eq!(nft.remove().unwrap(), Outcome::Unchanged);
+}
+
+#[test]
+fn our_table_lists_exactly_like_the_same_table_loaded_by_nft() {
+    let (ours, theirs) = (TestNs::new("nftcmp"), TestNs::new("nftcmp"));
+    let cfg = SnatConfig {
+        primary_ip: "10.0.0.10".parse().unwrap(),
+        primary_ifname: "eth0".into(),
+        vpc_cidrs: vec![net("10.0.0.0/16")],
+        exclude_cidrs: ["172.16.0.0/12", "192.168.5.0/20", "100.64.0.1/32"]
+            .iter()
+            .map(|s| net(s))
+            .collect(),
+        randomize: Randomize::Prng,
+        node_port_support: true,
+        external_snat: false,
+        veth_prefix: "eni".into(),
+    };
+    let mut nft = Nft::open_in(&Netns::open(ours.path()).unwrap()).unwrap();
+    assert_eq!(nft.apply(&cfg).unwrap(), Outcome::Replaced);
+    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/nft/full.nft");
+    theirs.exec("nft", &["-f", golden]);
+    let list = |ns: &TestNs| ns.exec("nft", &["list", "table", "ip", "aws-cni"]);
+    assert_eq!(list(&ours), list(&theirs));
+    // A table someone else changed is put back.
+    ours.exec(
+        "nft",
+        &["flush", "chain", "ip", "aws-cni", "snat-postrouting"],
+    );
+    assert_eq!(nft.apply(&cfg).unwrap(), Outcome::Replaced);
+    assert_eq!(list(&ours), list(&theirs));
+    assert_eq!(nft.apply(&cfg).unwrap(), Outcome::Unchanged);
+}
+
+#[test]
+fn bad_config_is_refused_before_touching_the_kernel() {
+    let t = TestNs::new("nftbad");
+    let mut nft = Nft::open_in(&Netns::open(t.path()).unwrap()).unwrap();
+    let mut c = config();
+    c.vpc_cidrs.push(net("fd00::/8"));
+    let e = nft.apply(&c).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "apply nftables table ip aws-cni: VPC CIDR fd00::/8 is IPv6; the SNAT table is IPv4 only"
+    );
+    assert_eq!(t.exec("nft", &["list", "tables"]).trim(), "");
+}
+
+#[test]
+fn sysctls_are_written_in_the_namespace_of_the_calling_thread() {
+    let t = TestNs::new("sysctl");
+    let n = Netns::open(t.path()).unwrap();
+    let mut nl = Netlink::open_in(&n).unwrap();
+    nl.add_veth(&VethSpec {
+        name: "sx0",
+        peer_name: "sx1",
+        mtu: None,
+        mac: None,
+        peer_mac: None,
+        peer_netns: None,
+    })
+    .unwrap();
+    n.run(|| {
+        let s = Sysctl::new();
+        s.set_rp_filter("sx0", 2)?;
+        s.set_accept_ra("sx0", 0)?;
+        s.set_accept_redirects("sx0", true)?;
+        s.set_ipv6_forwarding("sx0", false)?;
+        s.set_disable_ipv6("sx1", true)?;
+        s.set_tcp_early_demux(false)
+    })
+    .unwrap()
+    .unwrap();
+    let cat = |k: &str| {
+        t.exec("cat", &[&format!("/proc/sys/{k}")])
+            .trim()
+            .to_string()
+    };
+    assert_eq!(cat("net/ipv4/conf/sx0/rp_filter"), "2");
+    assert_eq!(cat("net/ipv6/conf/sx0/accept_ra"), "0");
+    assert_eq!(cat("net/ipv6/conf/sx0/accept_redirects"), "1");
+    assert_eq!(cat("net/ipv6/conf/sx1/disable_ipv6"), "1");
+    assert_eq!(cat("net/ipv4/tcp_early_demux"), "0");
+    // The interface exists only in the test namespace; the host's view has no such key.
+    let e = Sysctl::new()
+        .set_rp_filter("sx0", 2)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "set sysctl net/ipv4/conf/sx0/rp_filter=2: No such file or directory (ENOENT)"
+    );
+}
+
+#[test]
+fn a_refused_batch_leaves_the_previous_table_in_place() {
+    use vpc_cni::nft::expr::{Expr, Verdict};
+    use vpc_cni::nft::{Chain, Ruleset};
+    let t = TestNs::new("nftatomic");
+    let mut nft = Nft::open_in(&Netns::open(t.path()).unwrap()).unwrap();
+    assert_eq!(nft.apply(&config()).unwrap(), Outcome::Replaced);
+    let before = nft_list(&t.name);
+    let broken = Ruleset {
+        chains: vec![Chain {
+            name: "broken",
+            hook: None,
+            rules: vec![vec![Expr::Verdict(Verdict::Jump("no-such-chain".into()))]],
+        }],
+    };
+    let e = nft.apply_ruleset(Some(&broken)).unwrap_err().to_string();
+    assert!(
+        e.starts_with("apply nftables table ip aws-cni: add rule ip aws-cni broken (rule 1): No such file or directory (ENOENT)"),
+        "{e}"
+    );
+    assert_eq!(
+        nft_list(&t.name),
+        before,
+        "rolled back: the old table is untouched"
+    );
+    assert_eq!(nft.apply(&config()).unwrap(), Outcome::Unchanged);
+}
