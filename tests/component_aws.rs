@@ -732,3 +732,59 @@ fn bench_ec2_call_latency() {
         ms(*m.iter().max().unwrap())
     );
 }
+
+#[test]
+fn imds_faults_from_the_sim_are_retried_until_the_deadline() {
+    let mut sim = start("awsimdsf");
+    let node = sim.launch_node("m5.large");
+    let imds = node_imds(&node);
+    let mac: MacAddr = node.mac.parse().unwrap();
+
+    // Three 500s on the interface keys, then answers: the read succeeds within its deadline.
+    sim.inject_imds_fault(Some(&node), "meta-data/network/", 500, Some(3))
+        .unwrap();
+    let before = imds_requests(&sim, &node);
+    assert_eq!(
+        imds.within(Duration::from_secs(10))
+            .interface_id(&mac)
+            .unwrap(),
+        node.primary_eni
+    );
+    assert!(
+        imds_requests(&sim, &node) - before >= 4,
+        "three failed GETs and the answer"
+    );
+
+    // IMDS down for a key: the caller's short deadline bounds the wait, the error names the key.
+    sim.inject_imds_fault(Some(&node), "meta-data/placement/", 503, None)
+        .unwrap();
+    let started = Instant::now();
+    let e = imds
+        .within(Duration::from_millis(500))
+        .region()
+        .unwrap_err();
+    assert!(matches!(e, ImdsError::Unavailable { .. }), "{e:?}");
+    assert!(e.to_string().contains("placement/region"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    sim.clear_imds_faults().unwrap();
+
+    // IMDS refusing tokens (IMDSv2 disabled or hop limit): a clear error, not a retry loop.
+    let fresh = node_imds(&node);
+    sim.inject_imds_fault(Some(&node), "api/token", 403, None)
+        .unwrap();
+    let e = fresh
+        .within(Duration::from_secs(5))
+        .instance_id()
+        .unwrap_err();
+    assert!(matches!(e, ImdsError::Refused { status: 403, .. }), "{e:?}");
+    assert!(e.to_string().contains("hop limit"), "{e}");
+    sim.clear_imds_faults().unwrap();
+    assert_eq!(
+        fresh.within(Duration::from_secs(5)).instance_id().unwrap(),
+        node.instance_id
+    );
+}
