@@ -99,6 +99,9 @@ class NodeImds:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate sends; without TCP_NODELAY a keep-alive client
+            # waits out the peer's delayed ACK (~40 ms) on every read.
+            disable_nagle_algorithm = True
             server_version = "EC2ws"
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
