@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::net::IpNet;
+
 // ---------------------------------------------------------------------------------------------------------------
 // Variable names. Keep every one in ALL_VARIABLES; a test checks that the README documents each of them.
 
@@ -389,54 +391,6 @@ impl BindAddress {
     }
 }
 
-/// An IPv4 or IPv6 network, normalised to its network address (host bits cleared).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Cidr {
-    /// Network address.
-    pub addr: IpAddr,
-    /// Prefix length: 0..=32 for IPv4, 0..=128 for IPv6.
-    pub prefix_len: u8,
-}
-
-impl Cidr {
-    /// Parses `a.b.c.d/n` or `x::y/n`, like Go's `net.ParseCIDR` (host bits are allowed and cleared).
-    pub fn parse(s: &str) -> Option<Cidr> {
-        let (addr, len) = s.split_once('/')?;
-        let addr: IpAddr = addr.parse().ok()?;
-        if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) || len.len() > 3 {
-            return None;
-        }
-        let prefix_len: u8 = len.parse().ok()?;
-        let addr = match addr {
-            IpAddr::V4(a) if prefix_len <= 32 => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(prefix_len))
-                    .unwrap_or(0);
-                IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
-            }
-            IpAddr::V6(a) if prefix_len <= 128 => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(prefix_len))
-                    .unwrap_or(0);
-                IpAddr::V6(std::net::Ipv6Addr::from(u128::from(a) & mask))
-            }
-            _ => return None,
-        };
-        Some(Cidr { addr, prefix_len })
-    }
-
-    /// True for an IPv4 network.
-    pub fn is_ipv4(&self) -> bool {
-        self.addr.is_ipv4()
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
-    }
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // The configuration.
 
@@ -459,7 +413,7 @@ pub struct Config {
     /// AWS_VPC_K8S_CNI_RANDOMIZESNAT (default prng).
     pub randomize_snat: RandomizeSnat,
     /// AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS, invalid items dropped with a warning (default empty).
-    pub exclude_snat_cidrs: Vec<Cidr>,
+    pub exclude_snat_cidrs: Vec<IpNet>,
     /// WARM_ENI_TARGET; negative means the default 1.
     pub warm_eni_target: u32,
     /// WARM_IP_TARGET; None when unset or <= 0.
@@ -524,7 +478,7 @@ pub struct Config {
     /// ENABLE_IPv6 (default false). Accepted and validated; IPv6 mode itself is not built yet.
     pub enable_ipv6: bool,
     /// AWS_EXTERNAL_SERVICE_CIDRS, invalid items dropped with a warning (default empty).
-    pub external_service_cidrs: Vec<Cidr>,
+    pub external_service_cidrs: Vec<IpNet>,
     /// AWS_EC2_ENDPOINT (default none: the regional endpoint).
     pub ec2_endpoint: Option<String>,
     /// DISABLE_LEAKED_ENI_CLEANUP, effective: also true with IPv6, without resource provisioning, or IMDS-only.
@@ -660,16 +614,16 @@ impl Parser<'_> {
         })
     }
 
-    fn cidr_list(&mut self, name: &'static str) -> Vec<Cidr> {
+    fn cidr_list(&mut self, name: &'static str) -> Vec<IpNet> {
         let Some(v) = self.raw(name) else {
             return Vec::new();
         };
         let mut out = Vec::new();
         for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            match Cidr::parse(item) {
-                Some(c) if !out.contains(&c) => out.push(c),
-                Some(_) => {}
-                None => self.warn(
+            match IpNet::parse_network(item) {
+                Ok(c) if !out.contains(&c) => out.push(c),
+                Ok(_) => {}
+                Err(_) => self.warn(
                     name,
                     format!("{item:?} is not a valid CIDR (like 10.0.0.0/8); skipped"),
                 ),
@@ -989,7 +943,7 @@ impl Config {
 
     /// Every variable with its effective value, in [`ALL_VARIABLES`] order (`vpc-cni config` prints this).
     pub fn effective_values(&self) -> Vec<(&'static str, Value)> {
-        let cidrs = |v: &[Cidr]| Value::from(v.iter().map(Cidr::to_string).collect::<Vec<_>>());
+        let cidrs = |v: &[IpNet]| Value::from(v.iter().map(IpNet::to_string).collect::<Vec<_>>());
         let path = |p: &PathBuf| Value::from(p.display().to_string());
         vec![
             (AWS_VPC_CNI_NODE_PORT_SUPPORT, json!(self.node_port_support)),
@@ -1310,32 +1264,5 @@ mod tests {
             .map(|(n, _)| *n)
             .collect();
         assert_eq!(names, ALL_VARIABLES);
-    }
-
-    #[test]
-    fn cidr_parse_normalises_and_rejects() {
-        assert_eq!(
-            Cidr::parse("10.1.2.3/8").map(|c| c.to_string()),
-            Some("10.0.0.0/8".into())
-        );
-        assert_eq!(
-            Cidr::parse("0.0.0.0/0").map(|c| c.to_string()),
-            Some("0.0.0.0/0".into())
-        );
-        assert_eq!(
-            Cidr::parse("fd00::ac:1/118").map(|c| c.to_string()),
-            Some("fd00::ac:0/118".into())
-        );
-        for bad in [
-            "10.0.0.0",
-            "10.0.0.0/33",
-            "10.0.0/8",
-            "10.0.0.0/",
-            "10.0.0.0/+8",
-            "x/8",
-            "::/129",
-        ] {
-            assert_eq!(Cidr::parse(bad), None, "{bad}");
-        }
     }
 }

@@ -1,7 +1,7 @@
 //! vpc-cni: pod networking for Kubernetes on AWS in one static binary.
 //!
 //! Layers (see README, "Architecture"):
-//! - pure core, no I/O and no clock: [`config`], [`ipam`], [`cni`] spec and plan, [`nft`] ruleset;
+//! - pure core, no I/O and no clock: [`net`] value types, [`config`], [`ipam`], [`cni`] spec and plan, [`nft`] ruleset;
 //! - adapters, one outside system each: [`aws`], [`netlink`], [`nft`] apply, [`sysctl`], [`rpc`];
 //! - drivers: [`ipamd`], [`cni`] apply, [`cli`];
 //! - [`entry`]: argv[0] dispatch.
@@ -15,6 +15,7 @@ pub mod ipam;
 pub mod ipamd;
 pub mod limits;
 pub mod logging;
+pub mod net;
 pub mod netlink;
 pub mod nft;
 pub mod rpc;

@@ -19,7 +19,7 @@ use vpc_cni::aws::error::Ec2ErrorKind;
 use vpc_cni::aws::http;
 use vpc_cni::aws::imds::{Imds, ImdsError};
 use vpc_cni::aws::retry::RetryEnv;
-use vpc_cni::aws::types::MacAddr;
+use vpc_cni::net::MacAddr;
 use vpcsim::{Fault, Node, StartOptions, VpcSim};
 
 fn start(prefix: &str) -> VpcSim {

@@ -24,7 +24,7 @@ use vpc_cni::aws::error::Ec2ErrorKind;
 use vpc_cni::aws::http::{self, Endpoint};
 use vpc_cni::aws::imds::{Imds, ImdsError};
 use vpc_cni::aws::retry::{RetryEnv, RetryPolicy};
-use vpc_cni::aws::types::MacAddr;
+use vpc_cni::net::MacAddr;
 
 const MAC: &str = "0a:1b:2c:3d:4e:5f";
 

@@ -10,9 +10,8 @@ use std::net::{IpAddr, UdpSocket};
 use std::time::Duration;
 
 use netns::TestNs;
-use vpc_cni::netlink::{
-    Family, IpNet, MacAddr, Netlink, Netns, Route, RouteScope, Rule, VethSpec, RT_TABLE_MAIN,
-};
+use vpc_cni::net::{IpNet, MacAddr};
+use vpc_cni::netlink::{Family, Netlink, Netns, Route, RouteScope, Rule, VethSpec, RT_TABLE_MAIN};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -263,7 +262,7 @@ fn rules_and_table_routes_steer_a_packet_out_of_the_right_link() {
         .any(|r| r.dst == net("10.1.2.2/32") && r.scope == RouteScope::Link && r.oif == Some(i2)));
     assert!(table
         .iter()
-        .any(|r| r.dst.is_empty() && r.gateway == Some(ip("10.1.2.2")) && r.onlink));
+        .any(|r| r.dst.is_default() && r.gateway == Some(ip("10.1.2.2")) && r.onlink));
     assert!(tn
         .ip(&["route", "show", "table", "1000"])
         .contains("default via 10.1.2.2 dev n2 onlink"));
@@ -486,7 +485,7 @@ fn ipv6_pod_routes_rules_and_multipart_dumps() {
     assert!(
         routes
             .iter()
-            .any(|r| r.dst.is_empty() && r.gateway == Some(ip("fe80::1"))),
+            .any(|r| r.dst.is_default() && r.gateway == Some(ip("fe80::1"))),
         "{routes:?}"
     );
     assert!(t
@@ -499,7 +498,7 @@ fn ipv6_pod_routes_rules_and_multipart_dumps() {
         .routes(Family::V6, 300)
         .unwrap()
         .into_iter()
-        .filter(|r| r.dst.is_empty())
+        .filter(|r| r.dst.is_default())
         .collect();
     assert_eq!(defaults.len(), 1);
     assert_eq!(defaults[0].gateway, Some(ip("fe80::2")));

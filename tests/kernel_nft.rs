@@ -10,7 +10,8 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use netns::TestNs;
-use vpc_cni::netlink::{IpNet, Netlink, Netns, Route, VethSpec};
+use vpc_cni::net::IpNet;
+use vpc_cni::netlink::{Netlink, Netns, Route, VethSpec};
 use vpc_cni::nft::{Nft, Outcome, Randomize, SnatConfig};
 use vpc_cni::sysctl::Sysctl;
 

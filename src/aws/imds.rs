@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use super::credentials::Secret;
 use super::http::{self, Endpoint};
 use super::retry::{Attempt, RetryEnv, RetryPolicy, SystemRetryEnv};
-use super::types::{Ipv4Cidr, Ipv6Cidr, MacAddr};
+use crate::net::{Ipv4Cidr, Ipv6Cidr, MacAddr};
 
 /// The default IMDS endpoint.
 pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";

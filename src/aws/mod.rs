@@ -47,5 +47,4 @@ pub mod imds;
 pub mod retry;
 pub mod sigv4;
 pub mod stats;
-pub mod types;
 pub mod xml;

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use super::apply::{NetError, PodNet};
 use super::plan::{Op, RuleSelector, GATEWAY, MAIN_TABLE};
-use crate::netlink::{self, Family, IpNet, Link, Netlink, Netns, Route, RouteScope, Rule};
+use crate::net::IpNet;
+use crate::netlink::{self, Family, Link, Netlink, Netns, Route, RouteScope, Rule};
 use crate::sysctl::Sysctl;
 
 /// The kernel, seen from the plugin's (host) namespace.
@@ -281,7 +282,7 @@ impl KernelNet {
                     .map_err(|e| e.to_string())?;
                 routes
                     .iter()
-                    .any(|r| r.dst.is_empty() && r.gateway == Some(gw) && r.oif == Some(l.index))
+                    .any(|r| r.dst.is_default() && r.gateway == Some(gw) && r.oif == Some(l.index))
                     .then_some(())
                     .ok_or_else(|| "missing".to_string())
             }

@@ -1,11 +1,12 @@
 //! Interface addresses, IPv4 and IPv6.
 
 use super::error::Result;
-use super::types::{ip_bytes, ip_from, Family, IpNet, AF_INET6, AF_UNSPEC};
+use super::types::{ip_bytes, ip_from, Family, AF_INET6, AF_UNSPEC};
 use super::wire::{
     attrs, Msg, MsgBuf, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use super::{deleted, Netlink};
+use crate::net::IpNet;
 
 const RTM_NEWADDR: u16 = 20;
 const RTM_DELADDR: u16 = 21;
@@ -48,7 +49,7 @@ pub(crate) fn addr_msg(ty: u16, flags: u16, index: u32, prefix: IpNet) -> MsgBuf
     } else {
         0
     };
-    m.put(&ifaddrmsg(family, prefix.len(), ifa_flags, 0, index));
+    m.put(&ifaddrmsg(family, prefix.prefix_len(), ifa_flags, 0, index));
     let b = ip_bytes(&prefix.addr());
     m.attr(IFA_LOCAL, &b);
     m.attr(IFA_ADDRESS, &b);

@@ -14,8 +14,9 @@ use super::link::{veth_msg, VethSpec};
 use super::neigh::{neigh_msg, NUD_PERMANENT};
 use super::route::{route_msg, Route, RT_TABLE_MAIN};
 use super::rule::{rule_msg, Rule};
-use super::types::{Family, IpNet};
+use super::types::Family;
 use super::wire::{MsgBuf, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST};
+use crate::net::IpNet;
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())

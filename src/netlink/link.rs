@@ -4,9 +4,10 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use super::error::{libc_errno, Cause, Error, Result};
 use super::netns::Netns;
-use super::types::{MacAddr, AF_UNSPEC};
+use super::types::AF_UNSPEC;
 use super::wire::{attrs, Msg, MsgBuf, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
 use super::{deleted, Netlink};
+use crate::net::MacAddr;
 
 pub(crate) const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;

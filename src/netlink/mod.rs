@@ -36,7 +36,7 @@ pub use netns::{Netns, NetnsGuard, NetnsId, NETNS_RUN_DIR};
 pub use route::{Route, RouteScope, RouteType, RT_TABLE_LOCAL, RT_TABLE_MAIN};
 pub use rule::Rule;
 pub use socket::{NlSocket, Protocol};
-pub use types::{Family, IpNet, MacAddr};
+pub use types::Family;
 
 use wire::{Msg, MsgBuf};
 

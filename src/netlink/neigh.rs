@@ -3,9 +3,10 @@
 use std::net::IpAddr;
 
 use super::error::Result;
-use super::types::{ip_bytes, ip_from, Family, MacAddr, AF_UNSPEC};
+use super::types::{ip_bytes, ip_from, Family, AF_UNSPEC};
 use super::wire::{attrs, Msg, MsgBuf, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST};
 use super::{deleted, Netlink};
+use crate::net::MacAddr;
 
 const RTM_NEWNEIGH: u16 = 28;
 const RTM_DELNEIGH: u16 = 29;

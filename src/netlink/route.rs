@@ -5,11 +5,12 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use super::error::Result;
-use super::types::{ip_bytes, ip_from, Family, IpNet};
+use super::types::{ip_bytes, ip_from, Family};
 use super::wire::{
     attrs, Msg, MsgBuf, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use super::{deleted, Netlink};
+use crate::net::IpNet;
 
 const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
@@ -192,7 +193,7 @@ impl Route {
     }
 
     fn describe(&self, dev: Option<String>) -> String {
-        let mut s = if self.dst.is_empty() {
+        let mut s = if self.dst.is_default() {
             "default".to_string()
         } else {
             self.dst.to_string()
@@ -216,7 +217,7 @@ impl Route {
 fn rtmsg(r: &Route, delete: bool) -> [u8; 12] {
     let mut h = [0u8; 12];
     h[0] = r.family().af();
-    h[1] = r.dst.len();
+    h[1] = r.dst.prefix_len();
     h[4] = if r.table < 256 {
         r.table as u8
     } else {
@@ -244,7 +245,7 @@ pub(crate) fn route_msg(ty: u16, flags: u16, r: &Route) -> MsgBuf {
     if r.table >= 256 {
         m.attr_u32(RTA_TABLE, r.table);
     }
-    if !r.dst.is_empty() {
+    if !r.dst.is_default() {
         m.attr(RTA_DST, &ip_bytes(&r.dst.addr()));
     }
     if let Some(gw) = r.gateway {

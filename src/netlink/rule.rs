@@ -3,9 +3,10 @@
 use std::fmt::Write as _;
 
 use super::error::Result;
-use super::types::{ip_bytes, ip_from, Family, IpNet};
+use super::types::{ip_bytes, ip_from, Family};
 use super::wire::{attrs, Msg, MsgBuf, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
 use super::{deleted, Netlink};
+use crate::net::IpNet;
 
 const RTM_NEWRULE: u16 = 32;
 const RTM_DELRULE: u16 = 33;
@@ -118,8 +119,8 @@ pub(crate) fn rule_msg(ty: u16, flags: u16, r: &Rule) -> MsgBuf {
     let mut m = MsgBuf::request(ty, flags);
     let mut h = [0u8; 12];
     h[0] = r.family.af();
-    h[1] = r.dst.map_or(0, |p| p.len());
-    h[2] = r.src.map_or(0, |p| p.len());
+    h[1] = r.dst.map_or(0, |p| p.prefix_len());
+    h[2] = r.src.map_or(0, |p| p.prefix_len());
     h[4] = if r.table < 256 { r.table as u8 } else { 0 };
     // `ip rule del` leaves the action unspecified (it matches any); add says "lookup table".
     h[7] = if ty == RTM_DELRULE { 0 } else { FR_ACT_TO_TBL };

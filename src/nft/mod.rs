@@ -40,11 +40,12 @@ pub mod tree;
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::net::IpNet;
 use crate::netlink::socket::{NlSocket, Protocol};
 use crate::netlink::wire::{
     self, MsgBuf, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST,
 };
-use crate::netlink::{libc_errno, Cause, Error, IpNet, Netns};
+use crate::netlink::{libc_errno, Cause, Error, Netns};
 use expr::{ct_mark_and, ct_mark_or, ifname, ip_daddr, CmpOp, Expr, MetaKey, Verdict};
 use tree::{decode_exprs, ExprTree};
 
@@ -149,7 +150,7 @@ pub struct Ruleset {
 fn v4_prefixes(what: &str, nets: &[IpNet]) -> Result<Vec<([u8; 4], u8)>, String> {
     nets.iter()
         .map(|n| match n.addr() {
-            IpAddr::V4(a) => Ok((a.octets(), n.len())),
+            IpAddr::V4(a) => Ok((a.octets(), n.prefix_len())),
             IpAddr::V6(_) => Err(format!("{what} {n} is IPv6; the SNAT table is IPv4 only")),
         })
         .collect()

@@ -13,7 +13,8 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use vpc_cni::netlink::{IpNet, Netlink, Netns, Route, Rule, VethSpec, RT_TABLE_MAIN};
+use vpc_cni::net::IpNet;
+use vpc_cni::netlink::{Netlink, Netns, Route, Rule, VethSpec, RT_TABLE_MAIN};
 use vpc_cni::nft::{Nft, Randomize, SnatConfig};
 use vpc_cni::sysctl::Sysctl;
 

@@ -17,7 +17,7 @@ pub use parse::{
 };
 
 use super::error::Ec2Error;
-use super::types::{Ipv4Cidr, Ipv6Cidr};
+use crate::net::{Ipv4Cidr, Ipv6Cidr};
 
 /// The EC2 API version every request names.
 pub const API_VERSION: &str = "2016-11-15";
