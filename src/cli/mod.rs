@@ -17,6 +17,7 @@ commands:
   cni         run the CNI plugin (same as argv[0] aws-cni)
   max-pods    print the kubelet --max-pods value for an instance type
   config      print the effective configuration from the environment as JSON
+  install-cni install aws-cni into HOST_CNI_BIN_PATH and 10-aws.conflist into HOST_CNI_CONFDIR_PATH
 
 options:
   -h, --help     print this help
