@@ -3,7 +3,7 @@
 //! Layers (see README, "Architecture"):
 //! - pure core, no I/O and no clock: [`net`] value types, [`config`], [`ipam`], [`cni`] spec and plan, [`nft`] ruleset;
 //! - adapters, one outside system each: [`aws`], [`netlink`], [`nft`] apply, [`sysctl`], [`rpc`];
-//! - drivers: [`ipamd`], [`cni`] apply, [`cli`];
+//! - drivers: [`ipamd`], [`cni`] apply, [`cli`]; [`fsutil`] holds their shared atomic file write;
 //! - [`entry`]: argv[0] dispatch.
 
 pub mod aws;
@@ -11,6 +11,7 @@ pub mod cli;
 pub mod cni;
 pub mod config;
 pub mod entry;
+pub mod fsutil;
 pub mod ipam;
 pub mod ipamd;
 pub mod limits;

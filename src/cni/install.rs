@@ -9,13 +9,13 @@
 //! plugin implements CHECK.
 
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
 use crate::config::{Config, ConfigError};
+use crate::fsutil::{self, FsError};
 
 /// The conflist file name.
 pub const CONFLIST_NAME: &str = "10-aws.conflist";
@@ -141,33 +141,17 @@ pub fn conflist(cfg: &InstallConfig) -> Value {
     })
 }
 
-/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename, fsync the directory.
+/// Writes `bytes` to `path` atomically ([`fsutil::write_atomically`], mode 0644 so the runtime can
+/// read it), creating the directory first.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let io = |op, p: &Path, source| InstallError::Io {
-        op,
-        path: p.to_path_buf(),
+    let dir = fsutil::parent_dir(path);
+    std::fs::create_dir_all(dir).map_err(|source| InstallError::Io {
+        op: "create directory",
+        path: dir.to_path_buf(),
         source,
-    };
-    std::fs::create_dir_all(dir).map_err(|e| io("create directory", dir, e))?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
-        f.write_all(bytes).map_err(|e| io("write", &tmp, e))?;
-        f.sync_all().map_err(|e| io("fsync", &tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| io("rename into place", path, e))?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("fsync directory", dir, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    })?;
+    fsutil::write_atomically(path, bytes, 0o644)
+        .map_err(|FsError { op, path, source }| InstallError::Io { op, path, source })
 }
 
 /// Links (or copies, across file systems) `exe` as `<bin_dir>/aws-cni`, replacing an older one atomically.

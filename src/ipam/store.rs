@@ -8,13 +8,12 @@
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::checkpoint::{self, CheckpointData, CodecError};
+use crate::fsutil::{self, FsError};
 
 /// Upstream's default AWS_VPC_K8S_CNI_BACKING_STORE.
 pub const DEFAULT_BACKING_STORE: &str = "/var/run/aws-node/ipam.json";
@@ -78,8 +77,6 @@ impl std::error::Error for StoreError {}
 pub struct CheckpointStore {
     path: PathBuf,
 }
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl CheckpointStore {
     /// The checkpoint at `path` (AWS_VPC_K8S_CNI_BACKING_STORE).
@@ -146,7 +143,7 @@ impl CheckpointStore {
             match fs::hard_link(&self.path, &candidate) {
                 Ok(()) => {
                     fs::remove_file(&self.path)?;
-                    sync_dir(self.dir())?;
+                    fsutil::sync_dir(fsutil::parent_dir(&self.path))?;
                     return Ok(candidate);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -159,51 +156,10 @@ impl CheckpointStore {
         ))
     }
 
-    fn dir(&self) -> &Path {
-        match self.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        }
-    }
-
-    /// Writes the checkpoint atomically: temp file in the same directory, fsync, rename, fsync of the
-    /// directory. Refuses to replace a file that exists but does not decode (it is moved aside first
-    /// by [`load`](Self::load)).
+    /// Writes the checkpoint atomically ([`fsutil::write_atomically`], mode 0600). Refuses to replace
+    /// a file that exists but does not decode (it is moved aside first by [`load`](Self::load)).
     pub fn save(&self, data: &CheckpointData) -> Result<(), StoreError> {
-        let bytes = checkpoint::encode(data);
-        let dir = self.dir();
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
-        let io_err = |op: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StoreError::Io { op, path, source }
-        };
-        let result = (|| {
-            let mut f: File = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io_err("create temporary file for", &tmp))?;
-            f.write_all(&bytes).map_err(io_err("write", &tmp))?;
-            f.sync_all().map_err(io_err("fsync", &tmp))?;
-            drop(f);
-            fs::rename(&tmp, &self.path)
-                .map_err(io_err("rename temporary file over", &self.path))?;
-            sync_dir(dir).map_err(io_err("fsync directory of", &self.path))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        fsutil::write_atomically(&self.path, &checkpoint::encode(data), 0o600)
+            .map_err(|FsError { op, path, source }| StoreError::Io { op, path, source })
     }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
