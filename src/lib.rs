@@ -1,7 +1,7 @@
 //! vpc-cni: pod networking for Kubernetes on AWS in one static binary.
 //!
 //! Layers (see README, "Architecture"):
-//! - pure core, no I/O and no clock: [`net`] value types, [`config`], [`ipam`], [`cni`] spec and plan, [`nft`] ruleset;
+//! - pure core, no I/O and no clock: [`net`] value types, [`timefmt`], [`config`], [`ipam`], [`cni`] spec and plan, [`nft`] ruleset;
 //! - adapters, one outside system each: [`aws`], [`netlink`], [`nft`] apply, [`sysctl`], [`rpc`];
 //! - drivers: [`ipamd`], [`cni`] apply, [`cli`]; [`fsutil`] holds their shared atomic file write;
 //! - [`entry`]: argv[0] dispatch.
@@ -21,6 +21,7 @@ pub mod netlink;
 pub mod nft;
 pub mod rpc;
 pub mod sysctl;
+pub mod timefmt;
 
 /// The crate version; the plugin and ipamd must carry the same one (upstream's `validateVersion`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, LogDestination, LogLevel, PluginLogDestination};
+use crate::timefmt::{self, Fraction};
 
 /// Why a logger could not be set up.
 #[derive(Debug)]
@@ -208,28 +209,10 @@ pub fn format_line(
 }
 
 /// Milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds, e.g. `1970-01-01T00:00:00.000Z`.
-/// Computed with the days-to-civil algorithm (proleptic Gregorian calendar), no date crate.
 pub fn rfc3339_millis(unix_millis: u64) -> String {
-    let ms = unix_millis % 1000;
-    let secs = unix_millis / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    let (year, month, day) = civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
-}
-
-/// (year, month 1..=12, day 1..=31) of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    let secs = i64::try_from(unix_millis / 1000).unwrap_or(i64::MAX);
+    let nanos = (unix_millis % 1000) as u32 * 1_000_000;
+    timefmt::rfc3339(secs, nanos, Fraction::Millis)
 }
 
 #[cfg(test)]

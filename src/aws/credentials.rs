@@ -25,8 +25,9 @@ use super::error::{classify, ErrorClass};
 use super::http::{self, Endpoint};
 use super::imds::Imds;
 use super::retry::{Attempt, RetryPolicy, SystemRetryEnv};
-use super::sigv4::{days_from_civil, uri_encode};
+use super::sigv4::uri_encode;
 use super::xml::{parse_error, walk, Step};
+use crate::timefmt::{self, days_from_civil, Fraction};
 
 /// A secret string: never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -798,16 +799,7 @@ pub fn format_rfc3339(t: SystemTime) -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let d = super::sigv4::amz_date(secs);
-    format!(
-        "{}-{}-{}T{}:{}:{}Z",
-        &d[0..4],
-        &d[4..6],
-        &d[6..8],
-        &d[9..11],
-        &d[11..13],
-        &d[13..15]
-    )
+    timefmt::rfc3339(i64::try_from(secs).unwrap_or(i64::MAX), 0, Fraction::None)
 }
 
 #[cfg(test)]

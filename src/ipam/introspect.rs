@@ -11,7 +11,6 @@
 extern crate alloc;
 
 use alloc::collections::BTreeMap;
-use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::net::IpAddr;
@@ -21,6 +20,7 @@ use serde::Serialize;
 use super::checkpoint::CheckpointMetadata;
 use super::datastore::Datastore;
 use super::Instant;
+use crate::timefmt::{self, Fraction};
 
 /// Upstream `ENIInfos`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -282,32 +282,9 @@ fn base64(bytes: &[u8]) -> String {
 /// Go's `time.RFC3339Nano` in UTC: trailing zeros of the fraction dropped.
 pub fn rfc3339_nanos(unix_nanos: i64) -> String {
     let secs = unix_nanos.div_euclid(1_000_000_000);
-    let nanos = unix_nanos.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let mut s = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    );
-    if nanos != 0 {
-        let frac = format!("{nanos:09}");
-        s.push('.');
-        s.push_str(frac.trim_end_matches('0'));
-    }
-    s.push('Z');
-    s
+    // In 0..1e9 by construction.
+    let nanos = unix_nanos.rem_euclid(1_000_000_000) as u32;
+    timefmt::rfc3339(secs, nanos, Fraction::Trimmed)
 }
 
 #[cfg(test)]
