@@ -1,38 +1,29 @@
 //! The binary itself: argv[0] dispatch through symlinks, --version, `vpc-cni max-pods` and `vpc-cni config`.
 
+#[path = "support/tempdir.rs"]
+mod tempdir;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tempdir::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vpc-cni");
 
 /// A directory of symlinks to the binary, removed on drop.
-struct LinkDir(PathBuf);
+struct LinkDir(TempDir);
 
 impl LinkDir {
     fn new(names: &[&str]) -> LinkDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "vcni-cli-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
+        let dir = TempDir::new("cli");
         for name in names {
-            std::os::unix::fs::symlink(BIN, dir.join(name)).expect("symlink");
+            std::os::unix::fs::symlink(BIN, dir.0.join(name)).expect("symlink");
         }
         LinkDir(dir)
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for LinkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0 .0.join(name)
     }
 }
 

@@ -3,43 +3,16 @@
 // Test crate: helpers outside #[test] fns may unwrap too (a panic is a test failure).
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/tempdir.rs"]
+mod tempdir;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 
+use tempdir::TempDir;
 use vpc_cni::ipam::checkpoint::CheckpointEntry;
 use vpc_cni::ipam::store::{CheckpointStore, StoreError, DEFAULT_BACKING_STORE};
 use vpc_cni::ipam::CheckpointData;
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A unique directory under the system temp dir, removed on drop (also when the test fails).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("vcni-ipam-store-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn sample(n: usize) -> CheckpointData {
     CheckpointData {
@@ -59,7 +32,7 @@ fn sample(n: usize) -> CheckpointData {
 
 #[test]
 fn missing_file_is_a_fresh_node() {
-    let d = TempDir::new();
+    let d = TempDir::new("ipam-store");
     assert!(CheckpointStore::new(d.0.join("ipam.json"))
         .load()
         .unwrap()
@@ -68,7 +41,7 @@ fn missing_file_is_a_fresh_node() {
 
 #[test]
 fn save_then_load_round_trips_and_leaves_only_the_file() {
-    let d = TempDir::new();
+    let d = TempDir::new("ipam-store");
     let store = CheckpointStore::new(d.0.join("ipam.json"));
     store.save(&sample(3)).unwrap();
     store.save(&sample(5)).unwrap();
@@ -80,7 +53,7 @@ fn save_then_load_round_trips_and_leaves_only_the_file() {
 
 #[test]
 fn a_corrupt_file_is_kept_aside_not_overwritten() {
-    let d = TempDir::new();
+    let d = TempDir::new("ipam-store");
     let path = d.0.join("ipam.json");
     let store = CheckpointStore::new(&path);
     fs::write(
@@ -113,7 +86,7 @@ fn a_corrupt_file_is_kept_aside_not_overwritten() {
 
 #[test]
 fn an_unknown_version_is_an_error_and_kept_aside() {
-    let d = TempDir::new();
+    let d = TempDir::new("ipam-store");
     let path = d.0.join("ipam.json");
     fs::write(&path, br#"{"version":"vpc-cni-ipam/9","allocations":[]}"#).unwrap();
     let e = CheckpointStore::new(&path).load().unwrap_err();
@@ -124,7 +97,7 @@ fn an_unknown_version_is_an_error_and_kept_aside() {
 
 #[test]
 fn saving_into_a_missing_directory_names_the_path() {
-    let d = TempDir::new();
+    let d = TempDir::new("ipam-store");
     let store = CheckpointStore::new(d.0.join("nope").join("ipam.json"));
     let e = store.save(&sample(1)).unwrap_err();
     assert!(

@@ -1,9 +1,13 @@
 //! The compiled instance-type table, the max-pods computation and the generator script.
 
-use std::path::{Path, PathBuf};
+#[path = "support/tempdir.rs"]
+mod tempdir;
+
+use std::path::Path;
 use std::process::Command;
 
 use proptest::prelude::*;
+use tempdir::TempDir;
 use vpc_cni::limits::{self, AddressMode, Hypervisor, InstanceLimits, MaxPods, MaxPodsOptions};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -269,23 +273,6 @@ proptest! {
 // ---------------------------------------------------------------------------------------------------------------
 // scripts/gen-instance-types
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("vcni-limits-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn generator(args: &[&Path], out: &Path) -> std::process::Output {
     Command::new("python3")
         .arg(Path::new(ROOT).join("scripts/gen-instance-types"))
@@ -307,7 +294,7 @@ fn data_lines(path: &Path) -> Vec<String> {
 
 #[test]
 fn generator_reads_describe_instance_types_output_and_moto_tables() {
-    let tmp = TempDir::new("gen");
+    let tmp = TempDir::new("limits-gen");
     // The shape of `aws ec2 describe-instance-types --output json`, two regions with one type in common.
     let region_a = serde_json::json!({"InstanceTypes": [
         {"InstanceType": "zz9.big", "Hypervisor": "nitro", "BareMetal": false, "VCpuInfo": {"DefaultVCpus": 96},

@@ -1,36 +1,15 @@
 //! The log backend: line format, level filter, append mode, directory creation, concurrent appenders.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "support/tempdir.rs"]
+mod tempdir;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::Log;
 use proptest::prelude::*;
+use tempdir::TempDir;
 use vpc_cni::config::{Config, LogDestination, LogLevel, PluginLogDestination};
 use vpc_cni::logging::{self, LogInitError, Logger};
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "vcni-logging-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn now_ms() -> u64 {
     SystemTime::now()
