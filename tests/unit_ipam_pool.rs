@@ -363,6 +363,71 @@ fn growth_stops_at_max_pods() {
     assert_eq!(rows[40].1, 40);
 }
 
+/// Reconcile can bring back blocks the planner never asked for (an unassign or ENI free that
+/// failed while EC2 kept the blocks), taking the pool past max pods. Even with only
+/// WARM_ENI_TARGET (where upstream never releases single addresses) the planner gives back the
+/// free surplus, leaves pods alone and keeps exactly max pods.
+#[test]
+fn addresses_reconcile_brings_back_past_max_pods_are_released() {
+    let limits = InstanceLimits {
+        max_enis: 3,
+        ipv4_per_eni: 5,
+    };
+    let cfg = PoolConfig {
+        max_pods: 6,
+        ..PoolConfig::default()
+    };
+    let mut node = Node::new(AddressMode::SecondaryIpv4, cfg, limits);
+    assert!(node.settle(3, 50).is_some());
+    let pods: Vec<_> = (1..=3).map(|p| node.add_pod(p)).collect();
+    assert!(node.settle(3, 50).is_some());
+    assert_eq!(node.shape(), (6, 2, 3), "grown to max pods over two ENIs");
+    // EC2 holds two more addresses on eni-1 than the datastore knows of.
+    for _ in 0..2 {
+        let a = node.ec2.new_address();
+        node.ec2
+            .enis
+            .get_mut("eni-1")
+            .unwrap()
+            .cidrs
+            .push(vic::host(a));
+    }
+    assert!(node.reconcile());
+    assert_eq!(node.shape().0, 8);
+    assert!(node.settle(3, 50).is_some());
+    assert_eq!(node.shape(), (6, 2, 3), "surplus released");
+    let on_ec2: usize = node.ec2.enis.values().map(|e| e.cidrs.len()).sum();
+    assert_eq!(on_ec2, 6, "EC2 was told to unassign the surplus");
+    for (p, a) in (1..=3).zip(&pods) {
+        assert_eq!(node.ds.lookup(&key(p)).map(|x| x.address), Some(*a));
+    }
+}
+
+/// The same in prefix mode: whole /28s are released while at least max pods addresses remain.
+#[test]
+fn prefixes_reconcile_brings_back_past_max_pods_are_released() {
+    let cfg = PoolConfig {
+        max_pods: 20,
+        // Three free /28s wanted: the target alone never finds the pool too high below.
+        warm_prefix_target: 3,
+        ..PoolConfig::default()
+    };
+    let mut node = Node::new(AddressMode::PrefixIpv4, cfg, M5_LARGE);
+    assert!(node.settle(3, 50).is_some());
+    node.add_pod(1);
+    assert!(node.settle(3, 50).is_some());
+    assert_eq!(node.shape().0, 32, "two /28s cover max pods 20");
+    for _ in 0..2 {
+        let p = node.ec2.new_prefix();
+        node.ec2.enis.get_mut("eni-0").unwrap().cidrs.push(p);
+    }
+    assert!(node.reconcile());
+    assert_eq!(node.shape().0, 64);
+    assert!(node.settle(3, 50).is_some());
+    assert_eq!(node.shape().0, 32, "back to the /28s max pods needs");
+    assert!(node.ds.lookup(&key(1)).is_some());
+}
+
 #[test]
 fn leftovers_of_the_other_mode_are_released_once_free_and_cool() {
     let mut node = Node::new(AddressMode::PrefixIpv4, PoolConfig::default(), M5_LARGE);

@@ -16,8 +16,8 @@
 //! Releases take effect in the datastore when planned (the blocks can no longer be given to pods),
 //! as upstream deletes them from its datastore before calling EC2. Deviations from upstream are listed
 //! in docs/ipam.md; the main ones: nothing cooling is ever released, growth is clamped so the total
-//! does not pass max pods, and choices are deterministic (lowest device number first when growing,
-//! highest first when shrinking).
+//! does not pass max pods (and a free surplus past it, learned from EC2, is released), and choices
+//! are deterministic (lowest device number first when growing, highest first when shrinking).
 
 #![deny(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
@@ -280,7 +280,12 @@ pub struct Assessment {
     pub over: u32,
     /// Upstream `isDatastorePoolTooLow`.
     pub too_low: bool,
-    /// Upstream `isDatastorePoolTooHigh`.
+    /// Addresses (prefixes in prefix mode) beyond max pods: what could be released while keeping
+    /// at least max pods addresses. The planner never grows past max pods, but reconcile (a failed
+    /// unassign or ENI free that EC2 still holds) and the limit-exceeded describe path can bring
+    /// blocks back that no pod can ever use. Not in upstream.
+    pub beyond_max_pods: u32,
+    /// Upstream `isDatastorePoolTooHigh`, or blocks beyond max pods.
     pub too_high: bool,
     /// Upstream `shouldRemoveExtraENIs`.
     pub remove_extra_enis: bool,
@@ -388,13 +393,16 @@ impl Pool {
             self.cfg.warm_eni_target
         };
         let too_low = self.too_low(&stats, pd);
-        let too_high = if ip_targets {
-            over > 0
-        } else if pd {
-            stats.free_prefixes > self.cfg.warm_prefix_target
-        } else {
-            false
-        };
+        let excess = stats.total.saturating_sub(self.cfg.max_pods);
+        let beyond_max_pods = if pd { excess / IPS_PER_PREFIX } else { excess };
+        let too_high = beyond_max_pods > 0
+            || if ip_targets {
+                over > 0
+            } else if pd {
+                stats.free_prefixes > self.cfg.warm_prefix_target
+            } else {
+                false
+            };
         let remove_extra_enis = ip_targets
             || available >= warm.saturating_add(1).saturating_mul(per_eni)
             || (pd && self.freeable_eni_exists(ds));
@@ -403,6 +411,7 @@ impl Pool {
             ip_targets,
             short,
             over,
+            beyond_max_pods,
             too_low,
             too_high,
             remove_extra_enis,
@@ -669,7 +678,8 @@ impl Pool {
                 .saturating_sub(self.cfg.warm_prefix_target)
         } else {
             0
-        };
+        }
+        .max(a.beyond_max_pods);
         // Cooling addresses are part of `available` and will be free again shortly; releasing the
         // usable ones instead would leave the pool empty until the cooldown ends. So they are kept
         // out of what is released now and released later, once cool, if still over.

@@ -329,7 +329,9 @@ impl Node {
     /// What ipamd's IMDS/EC2 reconcile does: ENIs and blocks EC2 has but the datastore lacks are
     /// added back (ENIs as new, so they are young again), except blocks the planner released less
     /// than 60 s ago (`recently_freed`). Blocks the datastore has but EC2 lacks are force-removed.
-    pub fn reconcile(&mut self) {
+    /// Returns whether the datastore changed.
+    pub fn reconcile(&mut self) -> bool {
+        let mut changed = false;
         let ec2: Vec<(String, FakeEni)> = self
             .ec2
             .enis
@@ -344,6 +346,7 @@ impl Node {
                     ..EniSpec::default()
                 };
                 self.ds.add_eni(spec, self.now).unwrap();
+                changed = true;
             }
             let have: Vec<Ipv4Cidr> = self.ds.eni(id).unwrap().ipv4_cidrs().copied().collect();
             for c in &e.cidrs {
@@ -355,11 +358,13 @@ impl Node {
                 } else {
                     self.ds.add_ipv4_prefixes(id, &[*c]).unwrap();
                 }
+                changed = true;
             }
             for c in have.iter().filter(|c| !e.cidrs.contains(c)) {
-                let _ = self.ds.remove_ipv4_cidr(id, *c, true);
+                changed |= self.ds.remove_ipv4_cidr(id, *c, true).is_ok();
             }
         }
+        changed
     }
 
     pub fn add_pod(&mut self, i: u32) -> std::net::IpAddr {
