@@ -343,6 +343,14 @@ impl IpNet {
         self.len
     }
 
+    /// The netmask, e.g. `255.255.255.0` for an IPv4 /24.
+    pub fn mask(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(mask_v4(self.len))),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(mask_v6(self.len))),
+        }
+    }
+
     /// True for a `/0` prefix (the destination of a default route).
     pub fn is_default(&self) -> bool {
         self.len == 0
@@ -603,6 +611,8 @@ mod tests {
         let v6: IpNet = "2600:1f14::/56".parse::<Ipv6Cidr>().unwrap().into();
         assert_eq!(v6.to_string(), "2600:1f14::/56");
         assert!(v6.is_ipv6() && !v6.is_ipv4());
+        assert_eq!(v4.mask(), IpAddr::V4(Ipv4Addr::new(255, 255, 255, 0)));
+        assert_eq!(v6.mask().to_string(), "ffff:ffff:ffff:ff00::");
     }
 
     #[test]

@@ -9,8 +9,9 @@ use std::time::Duration;
 use vpc_cni::ipam::checkpoint::{CheckpointEntry, CheckpointMetadata};
 use vpc_cni::ipam::{
     AddressMode, AssignRequest, CheckpointData, Datastore, DatastoreConfig, DatastoreError,
-    EniSpec, Instant, IpamKey, Ipv4Cidr, Ipv6Cidr, PodMetadata, ReleaseOutcome,
+    EniSpec, Instant, IpamKey, PodMetadata, ReleaseOutcome,
 };
+use vpc_cni::net::{Ipv4Cidr, Ipv6Cidr};
 
 fn v4(s: &str) -> Ipv4Addr {
     s.parse().unwrap()

@@ -471,8 +471,8 @@ fn leftovers_of_the_other_mode_are_released_once_free_and_cool() {
 }
 
 mod vic {
-    pub fn host(a: std::net::Ipv4Addr) -> vpc_cni::ipam::Ipv4Cidr {
-        vpc_cni::ipam::Ipv4Cidr::host(a)
+    pub fn host(a: std::net::Ipv4Addr) -> vpc_cni::net::Ipv4Cidr {
+        vpc_cni::net::Ipv4Cidr::host(a)
     }
 }
 

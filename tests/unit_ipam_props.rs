@@ -30,8 +30,9 @@ use proptest::prelude::*;
 use vpc_cni::ipam::checkpoint;
 use vpc_cni::ipam::{
     Action, ActionKind, AddressMode, Datastore, DatastoreConfig, DatastoreError, Failure,
-    InstanceLimits, Instant, Ipv4Cidr, PoolConfig, ReleaseOutcome,
+    InstanceLimits, Instant, PoolConfig, ReleaseOutcome,
 };
+use vpc_cni::net::Ipv4Cidr;
 
 const COOLDOWN: Duration = Duration::from_secs(30);
 const SAFETY_CASES: u32 = 1000;

@@ -27,8 +27,8 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
 
 use super::checkpoint::{CheckpointData, CheckpointEntry, CheckpointMetadata, CHECKPOINT_VERSION};
-use super::cidr::{Ipv4Cidr, Ipv6Cidr};
 use super::Instant;
+use crate::net::{Ipv4Cidr, Ipv6Cidr};
 
 /// NetworkName upstream stored for allocations migrated from the CRI (ipamd <= 1.7); DEL retries with it.
 pub const LEGACY_NETWORK_NAME: &str = "_migrated-from-cri";

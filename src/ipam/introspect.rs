@@ -15,11 +15,13 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::net::IpAddr;
 
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 
 use super::checkpoint::CheckpointMetadata;
 use super::datastore::Datastore;
 use super::Instant;
+use crate::net::IpNet;
 use crate::timefmt::{self, Fraction};
 
 /// Upstream `ENIInfos`.
@@ -64,7 +66,8 @@ pub struct EniInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CidrInfo {
-    /// The block as Go's `net.IPNet`.
+    /// The block, serialized as Go's `net.IPNet`.
+    #[serde(serialize_with = "go_ipnet")]
     pub cidr: IpNet,
     /// Tracked addresses by text.
     #[serde(rename = "IPAddresses")]
@@ -75,15 +78,17 @@ pub struct CidrInfo {
     pub address_family: String,
 }
 
-/// Go's `net.IPNet` JSON.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct IpNet {
-    /// Network address.
-    #[serde(rename = "IP")]
-    pub ip: String,
-    /// Mask bytes, base64 (Go marshals `[]byte` so).
-    #[serde(rename = "Mask")]
-    pub mask: String,
+/// Go's `net.IPNet` JSON: `{"IP": "<address>", "Mask": "<mask bytes in base64>"}` (Go marshals
+/// `[]byte` as base64).
+fn go_ipnet<S: Serializer>(net: &IpNet, s: S) -> Result<S::Ok, S::Error> {
+    let mask = match net.mask() {
+        IpAddr::V4(m) => base64(&m.octets()),
+        IpAddr::V6(m) => base64(&m.octets()),
+    };
+    let mut go = s.serialize_struct("IPNet", 2)?;
+    go.serialize_field("IP", &net.addr())?;
+    go.serialize_field("Mask", &mask)?;
+    go.end()
 }
 
 /// Upstream `AddressInfo`.
@@ -151,10 +156,6 @@ pub fn eni_infos(ds: &Datastore, now: Instant, now_unix_nanos: i64) -> EniInfos 
         };
         for c in e.ipv4_cidrs() {
             out.total_ips = out.total_ips.saturating_add(c.size());
-            let mask = u32::MAX
-                .checked_shl(32 - u32::from(c.prefix_len()))
-                .unwrap_or(0)
-                .to_be_bytes();
             let addrs = address_map(
                 &tracked,
                 |a| matches!(a, IpAddr::V4(v) if c.contains(*v)),
@@ -168,10 +169,7 @@ pub fn eni_infos(ds: &Datastore, now: Instant, now_unix_nanos: i64) -> EniInfos 
             info.available_ipv4_cidrs.insert(
                 c.to_string(),
                 CidrInfo {
-                    cidr: IpNet {
-                        ip: c.addr().to_string(),
-                        mask: base64(&mask),
-                    },
+                    cidr: IpNet::from(*c),
                     ip_addresses: addrs,
                     is_prefix: !c.is_host(),
                     address_family: String::new(),
@@ -182,10 +180,6 @@ pub fn eni_infos(ds: &Datastore, now: Instant, now_unix_nanos: i64) -> EniInfos 
             out.total_ips = out
                 .total_ips
                 .saturating_add(u64::try_from(c.size()).unwrap_or(u64::MAX));
-            let mask = u128::MAX
-                .checked_shl(128 - u32::from(c.prefix_len()))
-                .unwrap_or(0)
-                .to_be_bytes();
             let addrs = address_map(
                 &tracked,
                 |a| matches!(a, IpAddr::V6(v) if c.contains(*v)),
@@ -199,10 +193,7 @@ pub fn eni_infos(ds: &Datastore, now: Instant, now_unix_nanos: i64) -> EniInfos 
             info.ipv6_cidrs.insert(
                 c.to_string(),
                 CidrInfo {
-                    cidr: IpNet {
-                        ip: c.addr().to_string(),
-                        mask: base64(&mask),
-                    },
+                    cidr: IpNet::from(*c),
                     ip_addresses: addrs,
                     is_prefix: true,
                     address_family: String::new(),

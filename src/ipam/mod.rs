@@ -1,8 +1,9 @@
 //! IP address management: the warm pool of ENIs, addresses and prefixes, and pod assignments.
 //!
-//! The pure core ([`datastore`], [`pool`], [`checkpoint`], [`cidr`], [`Instant`]) does no I/O and reads no
-//! clock: time is an argument. It is written against `core`/`alloc` paths only (the clippy lints
-//! `std_instead_of_core` and `std_instead_of_alloc` are denied in those files). [`store`] is the one
+//! The pure core ([`datastore`], [`pool`], [`checkpoint`], [`Instant`]; its blocks are
+//! [`crate::net::Ipv4Cidr`] and [`crate::net::Ipv6Cidr`]) does no I/O and reads no clock: time is an
+//! argument. It is written against `core`/`alloc` paths only (the clippy lints `std_instead_of_core`
+//! and `std_instead_of_alloc` are denied in those files). [`store`] is the one
 //! std-only helper: it reads and atomically writes the checkpoint file.
 //!
 //! How a driver uses it (see docs/ipam.md for the decision table):
@@ -17,14 +18,12 @@
 #![deny(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 pub mod checkpoint;
-pub mod cidr;
 pub mod datastore;
 pub mod introspect;
 pub mod pool;
 pub mod store;
 
 pub use checkpoint::CheckpointData;
-pub use cidr::{CidrError, Ipv4Cidr, Ipv6Cidr};
 pub use datastore::{
     AddressMode, AssignRequest, Assigned, Datastore, DatastoreConfig, DatastoreError, Eni,
     EniCounters, EniSpec, IpamKey, PodAddress, PodMetadata, PoolStats, ReleaseOutcome, Released,

@@ -30,11 +30,11 @@ use core::fmt;
 use core::net::Ipv4Addr;
 use core::time::Duration;
 
-use super::cidr::Ipv4Cidr;
 use super::datastore::{
     AddressMode, Datastore, DatastoreError, Eni, EniSpec, PoolStats, IPS_PER_PREFIX,
 };
 use super::Instant;
+use crate::net::Ipv4Cidr;
 
 /// At most one pool decrease per this interval (upstream `decreaseIPPoolInterval`).
 pub const DECREASE_INTERVAL: Duration = Duration::from_secs(30);

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use vpc_cni::ipam::{
     Action, ActionKind, AddressMode, AssignRequest, Completed, Datastore, DatastoreConfig, EniSpec,
-    Failure, InstanceLimits, Instant, IpamKey, Ipv4Cidr, Outcome, PodMetadata, Pool, PoolConfig,
+    Failure, InstanceLimits, Instant, IpamKey, Outcome, PodMetadata, Pool, PoolConfig,
 };
+use vpc_cni::net::Ipv4Cidr;
 
 /// What the fake EC2 knows of one ENI.
 #[derive(Clone, Debug)]
