@@ -463,3 +463,26 @@ fn introspection_json_has_upstreams_eni_infos_shape() {
     );
     assert_eq!(json, want);
 }
+
+#[test]
+fn introspection_lists_ipv6_prefixes_with_go_masks() {
+    let mut ds = Datastore::new(DatastoreConfig {
+        mode: AddressMode::Ipv6,
+        ..DatastoreConfig::default()
+    });
+    ds.add_eni(eni("eni-a", 0), T0).unwrap();
+    let p: Ipv6Cidr = "2600:1f14:0:1200:a::/80".parse().unwrap();
+    ds.add_ipv6_prefixes("eni-a", &[p]).unwrap();
+    ds.assign(req("a"), T0).unwrap();
+    let infos = vpc_cni::ipam::introspect::eni_infos(&ds, T0, 1_700_000_002_000_000_000);
+    let json = serde_json::to_string(&infos).unwrap();
+    // A /80 holds 2^48 addresses; Go marshals the 16 mask bytes (ten 0xff, six 0x00) as base64.
+    let want = concat!(
+        r#"{"TotalIPs":281474976710656,"AssignedIPs":1,"ENIs":{"eni-a":{"ID":"eni-a","IsPrimary":true,"IsTrunk":false,"IsEFA":false,"DeviceNumber":0,"#,
+        r#""AvailableIPv4Cidrs":{},"IPv6Cidrs":{"2600:1f14:0:1200:a::/80":{"Cidr":{"IP":"2600:1f14:0:1200:a::","Mask":"/////////////wAAAAAAAA=="},"#,
+        r#""IPAddresses":{"2600:1f14:0:1200:a::":{"Address":"2600:1f14:0:1200:a::","#,
+        r#""IPAMKey":{"networkName":"aws-cni","containerID":"","ifName":""},"IPAMMetadata":{"k8sPodNamespace":"ns","k8sPodName":"pod-a","interfacesCount":1},"#,
+        r#""AssignedTime":"2023-11-14T22:13:20Z","UnassignedTime":"0001-01-01T00:00:00Z"}},"IsPrefix":true,"AddressFamily":""}}}}}"#
+    );
+    assert_eq!(json, want);
+}
