@@ -154,51 +154,29 @@ pub fn eni_infos(ds: &Datastore, now: Instant, now_unix_nanos: i64) -> EniInfos 
             available_ipv4_cidrs: BTreeMap::new(),
             ipv6_cidrs: BTreeMap::new(),
         };
-        for c in e.ipv4_cidrs() {
-            out.total_ips = out.total_ips.saturating_add(c.size());
-            let addrs = address_map(
-                &tracked,
-                |a| matches!(a, IpAddr::V4(v) if c.contains(*v)),
-                now,
-                now_unix_nanos,
-            );
+        // One block of either family: counted into the totals and listed with its addresses.
+        let mut block = |net: IpNet, size: u64, is_prefix: bool| {
+            out.total_ips = out.total_ips.saturating_add(size);
+            let addrs = address_map(&tracked, |a| net.contains(*a), now, now_unix_nanos);
             out.assigned_ips += addrs
                 .values()
                 .filter(|a| a.unassigned_time == ZERO_TIME)
                 .count() as u64;
-            info.available_ipv4_cidrs.insert(
-                c.to_string(),
-                CidrInfo {
-                    cidr: IpNet::from(*c),
-                    ip_addresses: addrs,
-                    is_prefix: !c.is_host(),
-                    address_family: String::new(),
-                },
-            );
+            CidrInfo {
+                cidr: net,
+                ip_addresses: addrs,
+                is_prefix,
+                address_family: String::new(),
+            }
+        };
+        for c in e.ipv4_cidrs() {
+            let b = block(IpNet::from(*c), c.size(), !c.is_host());
+            info.available_ipv4_cidrs.insert(c.to_string(), b);
         }
         for c in e.ipv6_prefixes() {
-            out.total_ips = out
-                .total_ips
-                .saturating_add(u64::try_from(c.size()).unwrap_or(u64::MAX));
-            let addrs = address_map(
-                &tracked,
-                |a| matches!(a, IpAddr::V6(v) if c.contains(*v)),
-                now,
-                now_unix_nanos,
-            );
-            out.assigned_ips += addrs
-                .values()
-                .filter(|a| a.unassigned_time == ZERO_TIME)
-                .count() as u64;
-            info.ipv6_cidrs.insert(
-                c.to_string(),
-                CidrInfo {
-                    cidr: IpNet::from(*c),
-                    ip_addresses: addrs,
-                    is_prefix: true,
-                    address_family: String::new(),
-                },
-            );
+            let size = u64::try_from(c.size()).unwrap_or(u64::MAX);
+            let b = block(IpNet::from(*c), size, true);
+            info.ipv6_cidrs.insert(c.to_string(), b);
         }
         out.enis.insert(info.id.clone(), info);
     }
