@@ -1,6 +1,6 @@
-//! argv[0] dispatch: one binary, several roles.
+//! `argv[0]` dispatch: one binary, several roles.
 //!
-//! | argv[0] (basename)          | role                       |
+//! | `argv[0]` (basename)          | role                       |
 //! |-----------------------------|----------------------------|
 //! | `aws-cni`                   | CNI plugin                 |
 //! | `aws-k8s-agent`, `ipamd`    | ipamd daemon               |
@@ -24,7 +24,7 @@ pub enum Role {
     Cli,
 }
 
-/// Picks the role from argv[0]; only the file name counts, so symlinks anywhere work.
+/// Picks the role from `argv[0]`; only the file name counts, so symlinks anywhere work.
 pub fn role_for(argv0: &Path) -> Role {
     match argv0.file_name().and_then(|n| n.to_str()) {
         Some("aws-cni") => Role::CniPlugin,

@@ -4,7 +4,7 @@
 //! - pure core, no I/O and no clock: [`net`] value types, [`timefmt`], [`config`], [`ipam`], [`cni`] spec and plan, [`nft`] ruleset;
 //! - adapters, one outside system each: [`aws`], [`netlink`], [`nft`] apply, [`sysctl`], [`rpc`];
 //! - drivers: [`ipamd`], [`cni`] apply, [`cli`]; [`fsutil`] holds their shared atomic file write;
-//! - [`entry`]: argv[0] dispatch.
+//! - [`entry`]: `argv[0]` dispatch.
 
 pub mod aws;
 pub mod cli;

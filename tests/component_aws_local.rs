@@ -7,6 +7,8 @@
 
 #[path = "support/aws_local.rs"]
 mod aws_local;
+#[path = "support/tempdir.rs"]
+mod tempdir;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -266,12 +268,12 @@ fn env_from(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<Strin
     move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
 }
 
-fn temp_file(name: &str, content: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("vcni-aws-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
+/// A file in a directory of its own that is removed when the returned guard drops.
+fn temp_file(name: &str, content: &str) -> (tempdir::TempDir, std::path::PathBuf) {
+    let dir = tempdir::TempDir::new(&format!("aws-{name}"));
+    let p = dir.0.join(name);
     std::fs::write(&p, content).unwrap();
-    p
+    (dir, p)
 }
 
 fn creds_json(id: &str) -> String {
@@ -286,7 +288,7 @@ fn container_credentials_with_a_rotated_token_file() {
         Some("pod-identity-token") => Reply::ok(creds_json("ASIAPODIDENTITY")),
         _ => Reply::new(401, r#"{"Code":"AccessDenied","Message":"bad token"}"#),
     });
-    let token_file = temp_file("pod-token", "pod-identity-token\n");
+    let (_token_dir, token_file) = temp_file("pod-token", "pod-identity-token\n");
     let env = env_from(vec![
         (
             "AWS_CONTAINER_CREDENTIALS_FULL_URI",
@@ -366,7 +368,7 @@ fn web_identity_calls_sts_unsigned_with_the_token_file() {
             )
         }
     });
-    let token_file = temp_file("irsa-token", "eyJhbGciOiJSUzI1NiJ9.irsa\n");
+    let (_token_dir, token_file) = temp_file("irsa-token", "eyJhbGciOiJSUzI1NiJ9.irsa\n");
     let env = env_from(vec![
         (
             "AWS_ROLE_ARN",

@@ -183,7 +183,8 @@ impl AddressManager for NodeIpam {
 fn go_client() -> &'static Path {
     static CLIENT: OnceLock<PathBuf> = OnceLock::new();
     CLIENT.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("vcni-cni-client-{}", std::process::id()));
+        // Under target/ (not /tmp): a static cannot clean up after itself, and the Go cache is reused.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cni-client");
         std::fs::create_dir_all(dir.join("gopath")).unwrap();
         let out = dir.join("cni-client");
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cni-client/main.go");

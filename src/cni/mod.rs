@@ -1,4 +1,4 @@
-//! The CNI plugin (argv[0] `aws-cni`).
+//! The CNI plugin (`argv[0]` = `aws-cni`).
 //!
 //! - [`spec`]: the CNI contract (environment, configuration, results, errors, versions) — pure;
 //! - [`plan`]: configuration + allocation → ordered kernel steps — pure;

@@ -21,7 +21,7 @@ pub const FROM_POD_RULE_PRIORITY: u32 = 1536;
 /// The main routing table.
 pub const MAIN_TABLE: u32 = 254;
 
-/// Host veth name: `prefix` + the first 11 hex digits of sha1("<namespace>.<pod name>"), as upstream.
+/// Host veth name: `prefix` + the first 11 hex digits of `sha1("<namespace>.<pod name>")`, as upstream.
 pub fn host_veth_name(prefix: &str, pod_namespace: &str, pod_name: &str) -> String {
     let digest = ring::digest::digest(
         &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,

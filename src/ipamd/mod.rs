@@ -1,4 +1,4 @@
-//! The ipamd daemon (argv[0] `aws-k8s-agent` or `ipamd`).
+//! The ipamd daemon (`argv[0]` `aws-k8s-agent` or `ipamd`).
 
 use std::process::ExitCode;
 
