@@ -268,14 +268,6 @@ fn env_from(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<Strin
     move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
 }
 
-/// A file in a directory of its own that is removed when the returned guard drops.
-fn temp_file(name: &str, content: &str) -> (tempdir::TempDir, std::path::PathBuf) {
-    let dir = tempdir::TempDir::new(&format!("aws-{name}"));
-    let p = dir.0.join(name);
-    std::fs::write(&p, content).unwrap();
-    (dir, p)
-}
-
 fn creds_json(id: &str) -> String {
     format!(
         r#"{{"AccessKeyId":"{id}","SecretAccessKey":"container-secret","Token":"container-session","Expiration":"2099-01-01T00:00:00Z"}}"#
@@ -288,7 +280,7 @@ fn container_credentials_with_a_rotated_token_file() {
         Some("pod-identity-token") => Reply::ok(creds_json("ASIAPODIDENTITY")),
         _ => Reply::new(401, r#"{"Code":"AccessDenied","Message":"bad token"}"#),
     });
-    let (_token_dir, token_file) = temp_file("pod-token", "pod-identity-token\n");
+    let (_token_dir, token_file) = tempdir::file("aws", "pod-token", "pod-identity-token\n");
     let env = env_from(vec![
         (
             "AWS_CONTAINER_CREDENTIALS_FULL_URI",
@@ -368,7 +360,8 @@ fn web_identity_calls_sts_unsigned_with_the_token_file() {
             )
         }
     });
-    let (_token_dir, token_file) = temp_file("irsa-token", "eyJhbGciOiJSUzI1NiJ9.irsa\n");
+    let (_token_dir, token_file) =
+        tempdir::file("aws", "irsa-token", "eyJhbGciOiJSUzI1NiJ9.irsa\n");
     let env = env_from(vec![
         (
             "AWS_ROLE_ARN",
@@ -710,8 +703,8 @@ fn expired_credentials_are_refreshed_once_and_retried() {
 /// bundle is what is trusted, and a server the bundle does not vouch for is refused.
 #[test]
 fn ec2_over_tls_trusts_exactly_the_configured_bundle() {
-    let dir = std::env::temp_dir().join(format!("vcni-aws-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tls_dir = tempdir::TempDir::new("aws-tls");
+    let dir = tls_dir.0.clone();
     let run = |args: &[&str]| {
         let out = std::process::Command::new("openssl")
             .args(args)
@@ -856,5 +849,4 @@ fn ec2_over_tls_trusts_exactly_the_configured_bundle() {
         e.to_string().to_lowercase().contains("issuer") || e.to_string().contains("certificate"),
         "{e}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -9,6 +9,8 @@
 
 #[path = "support/aws_local.rs"]
 mod aws_local;
+#[path = "support/tempdir.rs"]
+mod tempdir;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,14 +57,6 @@ impl RetryEnv for NoWait {
     fn now(&self) -> Instant {
         Instant::now()
     }
-}
-
-fn temp_file(name: &str, content: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("vcni-aws-secrets-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, content).unwrap();
-    p
 }
 
 #[test]
@@ -127,7 +121,8 @@ fn no_secret_reaches_logs_or_errors() {
         }
     });
     let uri = format!("{}/v1/credentials", container.url());
-    let token_file = temp_file("container-token", CONTAINER_TOKEN);
+    let (_token_file_dir, token_file) =
+        tempdir::file("aws-secrets", "container-token", CONTAINER_TOKEN);
     let env = |k: &str| match k {
         "AWS_CONTAINER_CREDENTIALS_FULL_URI" => Some(uri.clone()),
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE" => Some(token_file.display().to_string()),
@@ -162,7 +157,7 @@ fn no_secret_reaches_logs_or_errors() {
             Reply::new(400, "<ErrorResponse><Error><Code>ExpiredTokenException</Code><Message>Token expired</Message></Error></ErrorResponse>")
         }
     });
-    let web_token = temp_file("web-token", WEB_TOKEN);
+    let (_web_token_dir, web_token) = tempdir::file("aws-secrets", "web-token", WEB_TOKEN);
     let sts_url = sts.url();
     let env = |k: &str| match k {
         "AWS_ROLE_ARN" => Some("arn:aws:iam::111122223333:role/aws-node".to_string()),

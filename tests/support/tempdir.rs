@@ -46,3 +46,11 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A file holding `content` in a fresh directory of its own; the directory goes when the guard drops.
+pub fn file(tag: &str, name: &str, content: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(tag);
+    let path = dir.0.join(name);
+    std::fs::write(&path, content).expect("write temp file");
+    (dir, path)
+}

@@ -112,8 +112,8 @@ def validate_name(name: str) -> None:
         )
 
 
-def stop(name: str, state_dir: str = DEFAULT_STATE_DIR, timeout: float = 10.0) -> None:
-    """Stops the sim and removes everything it made, even if its process has died."""
+def stop(name: str, state_dir: str = DEFAULT_STATE_DIR, timeout: float = 10.0, keep_log: bool = False) -> None:
+    """Stops the sim and removes everything it made (its log too, unless `keep_log`), even if its process died."""
     st = read_state(name, state_dir)
     pid = int(st["pid"]) if st and st.get("pid") else None
     if st and pid and pid_alive(pid):
@@ -135,10 +135,12 @@ def stop(name: str, state_dir: str = DEFAULT_STATE_DIR, timeout: float = 10.0) -
             while pid_alive(pid) and time.time() < t:
                 time.sleep(0.05)
     cleanup(name)
-    try:
-        os.unlink(state_path(name, state_dir))
-    except FileNotFoundError:
-        pass
+    leftovers = [state_path(name, state_dir)] + ([] if keep_log else [os.path.join(state_dir, f"{name}.log")])
+    for path in leftovers:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def list_netns() -> list[str]:
