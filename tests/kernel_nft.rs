@@ -339,3 +339,137 @@ fn a_refused_batch_leaves_the_previous_table_in_place() {
     );
     assert_eq!(nft.apply(&config()).unwrap(), Outcome::Unchanged);
 }
+
+/// Runs `nft <command>` (one argument; nft joins its arguments) in the namespace `ns`.
+fn nft_cmd(ns: &str, command: &str) -> String {
+    netns::run("ip", &["netns", "exec", ns, "nft", command])
+}
+
+/// The packet count of the rule carrying `comment "<name>"` in `table ip <table>`.
+fn counter(ns: &str, table: &str, name: &str) -> u64 {
+    let listing = nft_cmd(ns, &format!("list table ip {table}"));
+    let tag = format!("comment \"{name}\"");
+    let line = listing
+        .lines()
+        .find(|l| l.contains(&tag))
+        .unwrap_or_else(|| panic!("no rule {tag} in {listing}"));
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == "packets");
+    words
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no packet count in {line:?}"))
+}
+
+/// Sends datagrams from the pod to `to` (one flow, one source port) until the receiver has
+/// `want` of them; returns how many arrived. Sends are retried because the first datagrams right
+/// after links come up may be dropped.
+fn send_flow(t: &Topology, to: &str, want: usize) -> usize {
+    let rx = t
+        .peer
+        .run(|| UdpSocket::bind(format!("{to}:0")))
+        .unwrap()
+        .unwrap();
+    let tx = t
+        .pod
+        .run(|| UdpSocket::bind("10.0.1.5:0"))
+        .unwrap()
+        .unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let mut got = 0;
+    for _ in 0..(want * 5) {
+        tx.send_to(b"mark", rx.local_addr().unwrap()).unwrap();
+        if rx.recv_from(&mut buf).is_ok() {
+            got += 1;
+            if got == want {
+                break;
+            }
+        }
+    }
+    got
+}
+
+/// The connmark restore in our `mangle-prerouting` and `nat-prerouting` chains changes only bit
+/// 0x80 of the packet mark (iptables `CONNMARK --restore-mark --mask 0x80`): bits that another
+/// agent set earlier in the hook survive, and bit 0x80 follows the connection mark both ways.
+/// A test table in the node namespace plays the other agent: at priority -200 (before our mangle
+/// chain) it sets 0x4 on pod traffic to the peer and 0x84 on pod traffic to an excluded CIDR; at
+/// priority 0 (after our mangle and nat chains) it counts the marks the packets carry then.
+#[test]
+fn connmark_restore_keeps_other_mark_bits_and_bit_0x80_follows_the_ct_mark() {
+    let t = topology();
+    // A second peer address inside the excluded CIDR 203.0.113.0/24: its connections are not
+    // given ct mark 0x80 by snat-mark.
+    let mut nq = Netlink::open_in(&t.peer).unwrap();
+    let peer_eth0 = nq.link_by_name("eth0").unwrap().unwrap().index;
+    nq.add_address(peer_eth0, net("203.0.113.9/32")).unwrap();
+    let mut nn = Netlink::open_in(&t.node).unwrap();
+    let node_eth0 = nn.link_by_name("eth0").unwrap().unwrap().index;
+    nn.add_route(&Route::via(
+        net("203.0.113.9/32"),
+        ip("192.0.2.2"),
+        node_eth0,
+    ))
+    .unwrap();
+
+    let mut nft = Nft::open_in(&t.node).unwrap();
+    assert_eq!(nft.apply(&config()).unwrap(), Outcome::Replaced);
+    let ns = t.node_name.as_str();
+    for command in [
+        "add table ip marktest",
+        "add chain ip marktest premark { type filter hook prerouting priority -200; policy accept; }",
+        "add rule ip marktest premark iifname \"eni*\" ip daddr 192.0.2.2 meta mark set meta mark | 0x4",
+        "add rule ip marktest premark iifname \"eni*\" ip daddr 203.0.113.9 meta mark set meta mark | 0x84",
+        "add chain ip marktest observe { type filter hook prerouting priority 0; policy accept; }",
+        "add rule ip marktest observe iifname \"eni*\" ip daddr 192.0.2.2 counter comment \"to-peer\"",
+        "add rule ip marktest observe iifname \"eni*\" ip daddr 192.0.2.2 meta mark 0x84 counter comment \"to-peer-0x84\"",
+        "add rule ip marktest observe iifname \"eni*\" ip daddr 192.0.2.2 ct mark & 0x80 == 0x80 counter comment \"to-peer-ct-0x80\"",
+        "add rule ip marktest observe iifname \"eni*\" ip daddr 203.0.113.9 counter comment \"excluded\"",
+        "add rule ip marktest observe iifname \"eni*\" ip daddr 203.0.113.9 meta mark 0x4 counter comment \"excluded-0x4\"",
+        "add rule ip marktest observe iifname \"eni*\" ip daddr 203.0.113.9 ct mark & 0x80 == 0 counter comment \"excluded-ct-0\"",
+    ] {
+        nft_cmd(ns, command);
+    }
+
+    // Several datagrams of one flow: the first is marked by nat-prerouting (first packet of the
+    // connection), the later ones by mangle-prerouting (restore from the existing connection).
+    assert_eq!(
+        send_flow(&t, "192.0.2.2", 3),
+        3,
+        "the peer got the datagrams"
+    );
+    let seen = counter(ns, "marktest", "to-peer");
+    assert!(seen >= 3, "{seen} packets to the peer counted");
+    assert_eq!(
+        counter(ns, "marktest", "to-peer-ct-0x80"),
+        seen,
+        "snat-mark gave the connection ct mark 0x80"
+    );
+    assert_eq!(
+        counter(ns, "marktest", "to-peer-0x84"),
+        seen,
+        "ct mark 0x80 is restored into the packet mark and the other agent's 0x4 is kept:\n{}",
+        nft_cmd(ns, "list table ip marktest")
+    );
+
+    assert_eq!(
+        send_flow(&t, "203.0.113.9", 3),
+        3,
+        "the excluded address got the datagrams"
+    );
+    let seen = counter(ns, "marktest", "excluded");
+    assert!(seen >= 3, "{seen} packets to the excluded CIDR counted");
+    assert_eq!(
+        counter(ns, "marktest", "excluded-ct-0"),
+        seen,
+        "excluded traffic gets no ct mark 0x80"
+    );
+    assert_eq!(
+        counter(ns, "marktest", "excluded-0x4"),
+        seen,
+        "bit 0x80 is cleared to match the ct mark and the other agent's 0x4 is kept:\n{}",
+        nft_cmd(ns, "list table ip marktest")
+    );
+}

@@ -269,3 +269,49 @@ pub fn ct_mark_or(bits: u32) -> Vec<Expr> {
         Expr::CtMarkSet,
     ]
 }
+
+/// `ct mark & <mask> == <value>`: matches when the masked connection mark equals `value`.
+pub fn ct_mark_masked_eq(mask: u32, value: u32) -> Vec<Expr> {
+    let mut e = ct_mark_and(mask);
+    e.push(Expr::Cmp(CmpOp::Eq, value.to_ne_bytes().to_vec()));
+    e
+}
+
+/// `meta mark set meta mark | <bits>`: sets `bits` in the packet mark, keeping every other bit.
+pub fn meta_mark_or(bits: u32) -> Vec<Expr> {
+    vec![
+        Expr::MetaLoad(MetaKey::Mark),
+        Expr::Bitwise {
+            mask: (!bits).to_ne_bytes().to_vec(),
+            xor: bits.to_ne_bytes().to_vec(),
+        },
+        Expr::MetaSet(MetaKey::Mark),
+    ]
+}
+
+/// `meta mark set meta mark & <!bits>`: clears `bits` in the packet mark, keeping every other bit.
+pub fn meta_mark_clear(bits: u32) -> Vec<Expr> {
+    vec![
+        Expr::MetaLoad(MetaKey::Mark),
+        Expr::Bitwise {
+            mask: (!bits).to_ne_bytes().to_vec(),
+            xor: vec![0; 4],
+        },
+        Expr::MetaSet(MetaKey::Mark),
+    ]
+}
+
+/// iptables `CONNMARK --restore-mark --mask <bits>` after the match `condition`: the packet mark
+/// becomes `(meta mark & !bits) | (ct mark & bits)`. The kernels and `nft` versions we target
+/// cannot combine two registers in one bitwise expression, so this takes one rule per bit value:
+/// `ct mark & bits == bits` sets the bits, `ct mark & bits == 0` clears them. Only valid for a
+/// single bit (the connmark is one): for wider masks the two cases would not cover every value.
+pub fn restore_mark_bit(condition: &[Expr], bit: u32) -> [Vec<Expr>; 2] {
+    let rule = |value: u32, action: Vec<Expr>| {
+        let mut r = condition.to_vec();
+        r.extend(ct_mark_masked_eq(bit, value));
+        r.extend(action);
+        r
+    };
+    [rule(bit, meta_mark_or(bit)), rule(0, meta_mark_clear(bit))]
+}

@@ -22,16 +22,27 @@
 //!     type nat hook prerouting priority dstnat + 10; policy accept;
 //!     fib daddr type local return
 //!     iifname "eni*" jump snat-mark
-//!     ct mark & 0x80 == 0x80 meta mark set ct mark & 0x80   # first packet
+//!     ct mark & 0x80 == 0x80 meta mark set meta mark | 0x80        # first packet:
+//!     ct mark & 0x80 == 0 meta mark set meta mark & 0xffffff7f     #   restore bit 0x80
 //!   }
 //!   chain mangle-prerouting {           # NodePort replies and later packets
 //!     type filter hook prerouting priority mangle; policy accept;
 //!     iifname "eth0" fib daddr . iif type local ct mark set ct mark | 0x80   # only with node port support
-//!     iifname "eni*" meta mark set ct mark & 0x80
-//!     iifname "vlan*" meta mark set ct mark & 0x80
+//!     iifname "eni*" ct mark & 0x80 == 0x80 meta mark set meta mark | 0x80
+//!     iifname "eni*" ct mark & 0x80 == 0 meta mark set meta mark & 0xffffff7f
+//!     iifname "vlan*" ct mark & 0x80 == 0x80 meta mark set meta mark | 0x80
+//!     iifname "vlan*" ct mark & 0x80 == 0 meta mark set meta mark & 0xffffff7f
 //!   }
 //! }
 //! ```
+//! Each pair of `ct mark & 0x80 == …` rules is iptables' `CONNMARK --restore-mark --mask 0x80`:
+//! bit 0x80 of the packet mark follows the connection mark and every other bit is kept, so marks
+//! set by other agents (kube-proxy, network policy engines, service meshes) survive. `nft` 1.0.6
+//! refuses `meta mark set meta mark & 0xffffff7f | ct mark & 0x80` (the right side of `|` must be
+//! a constant) and older kernels have no bitwise operation on two registers, hence one rule per
+//! value of the bit. Upstream's own nftables backend writes the first-packet
+//! rule as `meta mark set ct mark & 0x80`, which wipes the other bits; we keep iptables'
+//! semantics there too.
 //! The 0x80 fwmark sends marked traffic through the main table (rule priority 1024, set by the
 //! caller), so replies leave through the primary interface.
 
@@ -46,7 +57,7 @@ use crate::netlink::wire::{
     self, MsgBuf, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use crate::netlink::{libc_errno, Cause, Error, Netns};
-use expr::{ct_mark_and, ct_mark_or, ifname, ip_daddr, CmpOp, Expr, MetaKey, Verdict};
+use expr::{ct_mark_or, ifname, ip_daddr, restore_mark_bit, CmpOp, Expr, MetaKey, Verdict};
 use tree::{decode_exprs, ExprTree};
 
 /// Name of our table (family `ip`); the same name as upstream's nftables connmark table, which
@@ -54,6 +65,8 @@ use tree::{decode_exprs, ExprTree};
 pub const TABLE: &str = "aws-cni";
 /// The connmark bit upstream uses (`AWS_VPC_K8S_CNI_CONNMARK` default).
 pub const CONNMARK: u32 = 0x80;
+// The restore rules ([`restore_mark_bit`]) are exact for a single bit only.
+const _: () = assert!(CONNMARK.count_ones() == 1);
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -180,12 +193,8 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
         }
     };
     let veth = format!("{}*", cfg.veth_prefix);
-    let restore_mark = |pattern: &str| {
-        let mut r = ifname(MetaKey::IifName, CmpOp::Eq, pattern);
-        r.extend(ct_mark_and(CONNMARK));
-        r.push(Expr::MetaSet(MetaKey::Mark));
-        r
-    };
+    let restore_mark =
+        |pattern: &str| restore_mark_bit(&ifname(MetaKey::IifName, CmpOp::Eq, pattern), CONNMARK);
     let mut chains = Vec::new();
     if !cfg.external_snat {
         let mut snat = Vec::new();
@@ -231,10 +240,7 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
         local_return.push(Expr::Verdict(Verdict::Return));
         let mut jump = ifname(MetaKey::IifName, CmpOp::Eq, &veth);
         jump.push(Expr::Verdict(Verdict::Jump("snat-mark".into())));
-        let mut first_packet = ct_mark_and(CONNMARK);
-        first_packet.push(Expr::Cmp(CmpOp::Eq, CONNMARK.to_ne_bytes().to_vec()));
-        first_packet.extend(ct_mark_and(CONNMARK));
-        first_packet.push(Expr::MetaSet(MetaKey::Mark));
+        let [first_packet_set, first_packet_clear] = restore_mark_bit(&[], CONNMARK);
         chains.push(Chain {
             name: "nat-prerouting",
             hook: Some(Hook {
@@ -243,7 +249,7 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
                 priority: -90,
                 policy: NF_ACCEPT,
             }),
-            rules: vec![local_return, jump, first_packet],
+            rules: vec![local_return, jump, first_packet_set, first_packet_clear],
         });
     }
     if cfg.node_port_support || !cfg.external_snat {
@@ -255,8 +261,8 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
             r.extend(ct_mark_or(CONNMARK));
             rules.push(r);
         }
-        rules.push(restore_mark(&veth));
-        rules.push(restore_mark("vlan*"));
+        rules.extend(restore_mark(&veth));
+        rules.extend(restore_mark("vlan*"));
         chains.push(Chain {
             name: "mangle-prerouting",
             hook: Some(Hook {

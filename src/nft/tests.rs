@@ -237,3 +237,67 @@ proptest! {
         }
     }
 }
+
+/// What a packet's marks are after one base chain, evaluating our expressions the way the kernel
+/// does (register 1 only; `fib` always answers "not local"; jumps are not followed). Enough for
+/// the connmark rules; the kernel test
+/// `connmark_restore_keeps_other_mark_bits_and_bit_0x80_follows_the_ct_mark` checks the
+/// same on real traffic.
+fn run_chain(chain: &Chain, iifname: &str, meta_mark: u32, ct_mark: u32) -> (u32, u32) {
+    let (mut meta, mut ct) = (meta_mark, ct_mark);
+    let mut name = iifname.as_bytes().to_vec();
+    name.resize(16, 0);
+    'rules: for rule in &chain.rules {
+        let mut reg: Vec<u8> = Vec::new();
+        for e in rule {
+            match e {
+                Expr::MetaLoad(MetaKey::IifName) => reg = name.clone(),
+                Expr::MetaLoad(MetaKey::Mark) => reg = meta.to_ne_bytes().to_vec(),
+                Expr::CtMarkLoad => reg = ct.to_ne_bytes().to_vec(),
+                Expr::FibAddrType(_) => reg = 1u32.to_ne_bytes().to_vec(), // RTN_UNICAST
+                Expr::Bitwise { mask, xor } => {
+                    reg = (0..mask.len())
+                        .map(|i| (reg[i] & mask[i]) ^ xor[i])
+                        .collect()
+                }
+                Expr::Cmp(op, data) => {
+                    if (reg[..data.len()] == data[..]) != (*op == CmpOp::Eq) {
+                        continue 'rules;
+                    }
+                }
+                Expr::MetaSet(MetaKey::Mark) => {
+                    meta = u32::from_ne_bytes(reg[..4].try_into().unwrap())
+                }
+                Expr::CtMarkSet => ct = u32::from_ne_bytes(reg[..4].try_into().unwrap()),
+                Expr::Verdict(Verdict::Return) => break 'rules,
+                other => panic!("the evaluator does not model {other:?}"),
+            }
+        }
+    }
+    (meta, ct)
+}
+
+fn chain<'a>(rs: &'a Ruleset, name: &str) -> &'a Chain {
+    rs.chains.iter().find(|c| c.name == name).unwrap()
+}
+
+proptest! {
+    /// iptables `CONNMARK --restore-mark --mask 0x80`: only bit 0x80 of the packet mark changes,
+    /// to the connection mark's bit 0x80; the connection mark itself is untouched.
+    #[test]
+    fn mark_restore_changes_only_bit_0x80(
+        meta in any::<u32>(),
+        ct in any::<u32>(),
+        iif in prop::sample::select(vec!["eni0a1b2c3d4e5", "vlan.eth.7", "eth0", "eth1", "ens5", "enx"]),
+    ) {
+        let rs = ruleset(&cfg()).unwrap().unwrap();
+        let restored = (meta & !CONNMARK) | (ct & CONNMARK);
+        let from_pod = iif.starts_with("eni") || iif.starts_with("vlan");
+        let want = if from_pod { restored } else { meta };
+        prop_assert_eq!(run_chain(chain(&rs, "mangle-prerouting"), iif, meta, ct), (want, ct));
+        if !from_pod {
+            // First packet of a connection from elsewhere: the nat chain restores the bit too.
+            prop_assert_eq!(run_chain(chain(&rs, "nat-prerouting"), iif, meta, ct), (restored, ct));
+        }
+    }
+}
