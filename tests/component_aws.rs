@@ -7,10 +7,12 @@
 #[path = "support/vpcsim.rs"]
 mod vpcsim;
 
-use std::net::Ipv4Addr;
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use vpc_cni::aws::credentials::{
     CachedCredentials, CredentialSource, Credentials, DefaultChain, ProvideCredentials,
 };
@@ -19,7 +21,7 @@ use vpc_cni::aws::error::Ec2ErrorKind;
 use vpc_cni::aws::http;
 use vpc_cni::aws::imds::{Imds, ImdsError};
 use vpc_cni::aws::retry::RetryEnv;
-use vpc_cni::net::MacAddr;
+use vpc_cni::net::{Ipv6Cidr, MacAddr};
 use vpcsim::{Fault, Node, StartOptions, VpcSim};
 
 fn start(prefix: &str) -> VpcSim {
@@ -786,5 +788,303 @@ fn imds_faults_from_the_sim_are_retried_until_the_deadline() {
     assert_eq!(
         fresh.within(Duration::from_secs(5)).instance_id().unwrap(),
         node.instance_id
+    );
+}
+
+/// The sim's subnet `name` from its state file.
+fn sim_subnet(sim: &VpcSim, name: &str) -> Value {
+    sim.state()["subnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("the sim has no subnet {name}"))
+        .clone()
+}
+
+fn sorted6(v: &[Ipv6Addr]) -> Vec<Ipv6Addr> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+#[test]
+fn ipv6_addresses_and_a_prefix_assigned_through_ec2_are_read_back_from_imds() {
+    let mut sim = start("awsv6");
+    let subnet_b = sim_subnet(&sim, "b");
+    let node = sim.try_launch_node("m5.large", Some("b")).unwrap();
+    assert_eq!(node.subnet_id, subnet_b["id"].as_str().unwrap());
+    let subnet_v6: Ipv6Cidr = subnet_b["ipv6_cidr"].as_str().unwrap().parse().unwrap();
+    let vpc_v6: Ipv6Cidr = sim
+        .state()
+        .pointer("/vpc/ipv6_cidr")
+        .and_then(Value::as_str)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ec2 = ec2_with(&sim, extended_creds(&sim));
+    let mac: MacAddr = node.mac.parse().unwrap();
+    let eni = node.primary_eni.clone();
+
+    // EC2's DescribeSubnets agrees with the sim's state file; the subnet's /64 lies in the VPC's block.
+    let subnets = ec2
+        .describe_subnets(&DescribeSubnets {
+            ids: vec![node.subnet_id.clone()],
+            filters: vec![],
+        })
+        .unwrap();
+    assert_eq!(subnets.len(), 1);
+    assert_eq!(subnets[0].ipv6_cidr_blocks, vec![subnet_v6]);
+    assert!(
+        vpc_v6.prefix_len() < subnet_v6.prefix_len() && vpc_v6.contains(subnet_v6.addr()),
+        "{subnet_v6} not inside {vpc_v6}"
+    );
+
+    // Before any assignment IMDS shows the blocks but no addresses or prefixes.
+    let imds = node_imds(&node);
+    let md = imds.within(Duration::from_secs(10));
+    assert_eq!(md.subnet_ipv6_cidrs(&mac).unwrap(), vec![subnet_v6]);
+    assert_eq!(md.vpc_ipv6_cidrs(&mac).unwrap(), vec![vpc_v6]);
+    assert!(md.ipv6s(&mac).unwrap().is_empty());
+    assert!(md.ipv6_prefixes(&mac).unwrap().is_empty());
+
+    // Two addresses by count, then one /80 prefix by count.
+    let addrs = ec2
+        .assign_ipv6_addresses(&AssignIpv6Addresses {
+            network_interface_id: eni.clone(),
+            request: AssignIpv6::Count(2),
+        })
+        .unwrap();
+    assert_eq!(addrs.addresses.len(), 2, "{addrs:?}");
+    assert!(addrs.prefixes.is_empty(), "{addrs:?}");
+    for a in &addrs.addresses {
+        assert!(subnet_v6.contains(*a), "{a} outside {subnet_v6}");
+    }
+    let pfx = ec2
+        .assign_ipv6_addresses(&AssignIpv6Addresses {
+            network_interface_id: eni.clone(),
+            request: AssignIpv6::PrefixCount(1),
+        })
+        .unwrap();
+    assert!(pfx.addresses.is_empty(), "{pfx:?}");
+    assert_eq!(pfx.prefixes.len(), 1, "{pfx:?}");
+    let prefix = pfx.prefixes[0];
+    assert_eq!(prefix.prefix_len(), 80);
+    assert!(
+        subnet_v6.contains(prefix.addr()),
+        "{prefix} outside {subnet_v6}"
+    );
+    assert!(
+        addrs.addresses.iter().all(|a| !prefix.contains(*a)),
+        "{prefix} overlaps {:?}",
+        addrs.addresses
+    );
+    // The wire shape: counts, not address lists.
+    let calls = sim.calls(Some("AssignIpv6Addresses")).unwrap();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].params["Ipv6AddressCount"], "2");
+    assert_eq!(calls[1].params["Ipv6PrefixCount"], "1");
+    assert!(calls[1].params.get("Ipv6AddressCount").is_none());
+
+    // DescribeNetworkInterfaces shows what the assign calls returned.
+    let described = ec2
+        .describe_network_interfaces(&DescribeNetworkInterfaces {
+            ids: vec![eni.clone()],
+            filters: vec![],
+        })
+        .unwrap();
+    assert_eq!(
+        sorted6(&described[0].ipv6_addresses),
+        sorted6(&addrs.addresses)
+    );
+    assert_eq!(described[0].ipv6_prefixes, vec![prefix]);
+
+    // IMDS shows the same, through the single readers and the whole-interface read.
+    sim.sync().unwrap();
+    assert_eq!(sorted6(&md.ipv6s(&mac).unwrap()), sorted6(&addrs.addresses));
+    assert_eq!(md.ipv6_prefixes(&mac).unwrap(), vec![prefix]);
+    let seen = md.interface(&mac).unwrap();
+    assert_eq!(sorted6(&seen.ipv6s), sorted6(&addrs.addresses));
+    assert_eq!(seen.ipv6_prefixes, vec![prefix]);
+    assert_eq!(seen.subnet_ipv6_cidrs, vec![subnet_v6]);
+    assert_eq!(seen.vpc_ipv6_cidrs, vec![vpc_v6]);
+
+    // Releasing the prefix: IMDS drops it, the addresses stay.
+    ec2.unassign_ipv6_addresses(&UnassignIpv6Addresses {
+        network_interface_id: eni.clone(),
+        addresses: vec![],
+        prefixes: vec![prefix],
+    })
+    .unwrap();
+    sim.sync().unwrap();
+    assert!(md.ipv6_prefixes(&mac).unwrap().is_empty());
+    assert_eq!(sorted6(&md.ipv6s(&mac).unwrap()), sorted6(&addrs.addresses));
+
+    // Releasing one address, then the other.
+    let (first, second) = (addrs.addresses[0], addrs.addresses[1]);
+    ec2.unassign_ipv6_addresses(&UnassignIpv6Addresses {
+        network_interface_id: eni.clone(),
+        addresses: vec![first],
+        prefixes: vec![],
+    })
+    .unwrap();
+    sim.sync().unwrap();
+    assert_eq!(md.ipv6s(&mac).unwrap(), vec![second]);
+    ec2.unassign_ipv6_addresses(&UnassignIpv6Addresses {
+        network_interface_id: eni.clone(),
+        addresses: vec![second],
+        prefixes: vec![],
+    })
+    .unwrap();
+    sim.sync().unwrap();
+    let seen = md.interface(&mac).unwrap();
+    assert!(
+        seen.ipv6s.is_empty() && seen.ipv6_prefixes.is_empty(),
+        "{seen:?}"
+    );
+    assert_eq!(seen.subnet_ipv6_cidrs, vec![subnet_v6], "the blocks stay");
+    let after = ec2
+        .describe_network_interfaces(&DescribeNetworkInterfaces {
+            ids: vec![eni.clone()],
+            filters: vec![],
+        })
+        .unwrap();
+    assert!(after[0].ipv6_addresses.is_empty() && after[0].ipv6_prefixes.is_empty());
+
+    // Releasing a prefix the ENI no longer has is an error EC2 reports, not a silent no-op.
+    let e = ec2
+        .unassign_ipv6_addresses(&UnassignIpv6Addresses {
+            network_interface_id: eni,
+            addresses: vec![],
+            prefixes: vec![prefix],
+        })
+        .unwrap_err();
+    assert_eq!(e.code(), Some("InvalidParameterValue"), "{e}");
+}
+
+#[test]
+fn api_stats_record_latency_per_api_with_error_and_status_labels() {
+    let mut sim = start("awsstat");
+    let node = sim.launch_node("m5.large");
+    let ec2 = ec2_with(&sim, seed_creds(&sim));
+    let by_id = DescribeInstances {
+        ids: vec![node.instance_id.clone()],
+        filters: vec![],
+    };
+
+    // A slow success.
+    sim.inject_fault(&Fault::latency("DescribeInstances", 150).count(1))
+        .unwrap();
+    let t = Instant::now();
+    ec2.describe_instances(&by_id).unwrap();
+    let slow_ok_wall = t.elapsed();
+
+    // A slow failure that is not retried (injected 400).
+    sim.inject_fault(
+        &Fault::error("CreateTags", "InvalidParameterValue", 400)
+            .with_latency(120)
+            .count(1),
+    )
+    .unwrap();
+    let t = Instant::now();
+    let e = ec2
+        .create_tags(
+            std::slice::from_ref(&node.primary_eni),
+            &[Tag::new("k", "v")],
+        )
+        .unwrap_err();
+    let slow_err_wall = t.elapsed();
+    assert_eq!(e.attempts, 1, "{e}");
+
+    // A real refusal by the seed 001 policy (403).
+    ec2.describe_subnets(&DescribeSubnets::default())
+        .unwrap_err();
+
+    // Two throttles (503) then success.
+    sim.inject_fault(
+        &Fault::error("AssignPrivateIpAddresses", "RequestLimitExceeded", 503).count(2),
+    )
+    .unwrap();
+    ec2.assign_private_ip_addresses(&AssignPrivateIpAddresses {
+        network_interface_id: node.primary_eni.clone(),
+        request: AssignIpv4::Count(1),
+    })
+    .unwrap();
+
+    // A dropped connection (no HTTP status) then success.
+    sim.inject_fault(&Fault::drop_connection("DescribeNetworkInterfaces").count(1))
+        .unwrap();
+    ec2.describe_network_interfaces(&DescribeNetworkInterfaces {
+        ids: vec![node.primary_eni.clone()],
+        filters: vec![],
+    })
+    .unwrap();
+
+    let stats = ec2.stats().snapshot();
+    let apis: BTreeSet<&str> = stats.keys().copied().collect();
+    assert_eq!(
+        apis,
+        BTreeSet::from([
+            "AssignPrivateIpAddresses",
+            "CreateTags",
+            "DescribeInstances",
+            "DescribeNetworkInterfaces",
+            "DescribeSubnets",
+        ])
+    );
+    // One latency observation per HTTP attempt, labelled (failed?, status).
+    let labels = |api: &str| -> Vec<((bool, u16), u64)> {
+        stats[api]
+            .latency
+            .iter()
+            .map(|(k, l)| (*k, l.count))
+            .collect()
+    };
+    assert_eq!(labels("DescribeInstances"), vec![((false, 200), 1)]);
+    assert_eq!(labels("CreateTags"), vec![((true, 400), 1)]);
+    assert_eq!(labels("DescribeSubnets"), vec![((true, 403), 1)]);
+    assert_eq!(
+        labels("AssignPrivateIpAddresses"),
+        vec![((false, 200), 1), ((true, 503), 2)]
+    );
+    assert_eq!(
+        labels("DescribeNetworkInterfaces"),
+        vec![((false, 200), 1), ((true, 0), 1)]
+    );
+    for (api, c) in &stats {
+        let observed: u64 = c.latency.values().map(|l| l.count).sum();
+        assert_eq!(observed, c.requests, "{api}: {c:?}");
+        let failed: u64 = c
+            .latency
+            .iter()
+            .filter(|((err, _), _)| *err)
+            .map(|(_, l)| l.count)
+            .sum();
+        assert_eq!(failed, c.errors, "{api}: {c:?}");
+    }
+    assert_eq!(
+        stats["DescribeSubnets"].errors_by_code["UnauthorizedOperation"],
+        1
+    );
+    assert_eq!(
+        stats["DescribeNetworkInterfaces"].errors_by_code["transport"],
+        1
+    );
+    assert_eq!(
+        stats["CreateTags"].errors_by_code["InvalidParameterValue"],
+        1
+    );
+
+    // The injected delays show in the recorded latency, bounded by the caller's wall time.
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap();
+    let ok = stats["DescribeInstances"].latency[&(false, 200)];
+    assert!(
+        (150..=ms(slow_ok_wall)).contains(&ok.max_ms) && ok.sum_ms == ok.max_ms,
+        "{ok:?} wall {slow_ok_wall:?}"
+    );
+    let failed = stats["CreateTags"].latency[&(true, 400)];
+    assert!(
+        (120..=ms(slow_err_wall)).contains(&failed.max_ms) && failed.sum_ms == failed.max_ms,
+        "{failed:?} wall {slow_err_wall:?}"
     );
 }
