@@ -238,3 +238,22 @@ def test_pod_identity_agent_refusals(sim, case, status, code):
     assert "AccessKeyId" not in doc
     if token:
         assert token not in json.dumps(doc)
+
+
+def test_cli_prints_a_token_the_agent_accepts(sim):
+    import subprocess
+    import sys
+
+    from .client import PACKAGE_ROOT, SimError
+
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.vpcsim", "sa-token", "--name", sim.state["name"], "--state-dir",
+         sim.state_dir, "--audience", "pods.eks.amazonaws.com"],
+        cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    status, doc = pod_identity_get(sim, out.stdout.strip())
+    assert status == 200 and doc["AccessKeyId"].startswith("ASIA"), doc
+    with pytest.raises(SimError) as e:
+        sim.service_account_token(seconds=0)
+    assert "lifetime must be >= 1 second" in str(e.value)
