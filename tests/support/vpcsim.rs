@@ -180,6 +180,12 @@ pub struct Call {
     pub error: Option<String>,
     /// Seconds since the epoch.
     pub time: f64,
+    /// Access key id the call was signed with (None: unsigned, e.g. AssumeRoleWithWebIdentity).
+    pub access_key_id: Option<String>,
+    /// `ec2`, `sts` (AssumeRoleWithWebIdentity) or `eks-auth` (the Pod Identity agent's AssumeRoleForPodIdentity).
+    pub service: String,
+    /// For STS and Pod Identity calls: the access key id of the temporary keys handed out.
+    pub issued_access_key_id: Option<String>,
 }
 
 /// A running VPC-in-a-box. Dropping it stops the sim and removes its namespaces.
@@ -316,6 +322,43 @@ impl VpcSim {
     pub fn secret_access_key(&self) -> &str {
         self.str_field("secret_access_key")
     }
+    /// `http://127.0.0.1:PORT`: STS for AssumeRoleWithWebIdentity (what AWS_ENDPOINT_URL_STS should be).
+    pub fn sts_endpoint(&self) -> &str {
+        self.str_field("sts_endpoint")
+    }
+    /// `http://127.0.0.1:PORT/v1/credentials`: the EKS Pod Identity agent (AWS_CONTAINER_CREDENTIALS_FULL_URI).
+    pub fn pod_identity_endpoint(&self) -> &str {
+        self.str_field("pod_identity_endpoint")
+    }
+    /// ARN of the node role (seed 001's policy): what IMDS, IRSA and Pod Identity hand out keys of.
+    pub fn role_arn(&self) -> &str {
+        self.str_field("role_arn")
+    }
+    /// The cluster's OIDC issuer URL (the `iss` of its service-account tokens).
+    pub fn oidc_issuer(&self) -> &str {
+        self.state
+            .pointer("/web_identity/issuer")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+    /// A service-account token (JWT) from the sim's issuer for `subject` (None: aws-node's,
+    /// `system:serviceaccount:kube-system:aws-node`) and `audience` (`sts.amazonaws.com` for IRSA,
+    /// `pods.eks.amazonaws.com` for Pod Identity), valid for 24 h.
+    pub fn service_account_token(
+        &self,
+        audience: &str,
+        subject: Option<&str>,
+    ) -> Result<String, SimError> {
+        let mut body = json!({ "audience": audience });
+        if let Some(s) = subject {
+            body["subject"] = json!(s);
+        }
+        let v = self.request("POST", "/identity/token", Some(&body))?;
+        v.get("token")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| err(format!("token answer without token: {v}")))
+    }
     /// The VPC's id.
     pub fn vpc_id(&self) -> &str {
         self.state
@@ -421,6 +464,19 @@ impl VpcSim {
                     .unwrap_or(0),
                 error: c.get("error").and_then(Value::as_str).map(str::to_owned),
                 time: c.get("time").and_then(Value::as_f64).unwrap_or(0.0),
+                access_key_id: c
+                    .get("access_key_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                service: c
+                    .get("service")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                issued_access_key_id: c
+                    .get("issued_access_key_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
             })
             .collect())
     }

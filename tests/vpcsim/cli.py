@@ -111,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     named(sp)
     sp.add_argument("--clear", action="store_true")
 
+    sp = sub.add_parser("sa-token", help="print a service-account token (JWT) from the sim's OIDC issuer")
+    named(sp)
+    sp.add_argument("--audience", default="sts.amazonaws.com",
+                    help="sts.amazonaws.com (IRSA, the default) or pods.eks.amazonaws.com (Pod Identity)")
+    sp.add_argument("--subject", default=None, help="default system:serviceaccount:kube-system:aws-node")
+    sp.add_argument("--seconds", type=int, default=None, help="lifetime (default 86400)")
+
     a = p.parse_args(argv)
     try:
         return run(a)
@@ -187,6 +194,8 @@ def run(a: argparse.Namespace) -> int:
             out(c.add_imds_fault(a.node, a.path, **kw))
     elif a.cmd == "detach-delay":
         out(c.set_detach_delay(a.seconds))
+    elif a.cmd == "sa-token":
+        print(c.service_account_token(a.audience, a.subject, a.seconds))
     elif a.cmd == "peers":
         out(c.clear_internet_peers() if a.clear else c.internet_peers())
     return 0

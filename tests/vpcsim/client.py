@@ -241,3 +241,15 @@ class Client:
 
     def clear_internet_peers(self) -> Any:
         return http("DELETE", self.base + "/internet/peers")
+
+    def service_account_token(self, audience: str | None = None, subject: str | None = None,
+                              seconds: int | None = None, issued_offset_seconds: float = 0) -> str:
+        """A service-account JWT from the sim's issuer (audience sts.amazonaws.com unless given; subject aws-node)."""
+        body: dict[str, Any] = {"issued_offset_seconds": issued_offset_seconds}
+        if audience:
+            body["audience"] = audience
+        if subject:
+            body["subject"] = subject
+        if seconds is not None:
+            body["seconds"] = seconds
+        return http("POST", self.base + "/identity/token", body)["token"]

@@ -21,9 +21,9 @@ import time
 import traceback
 import uuid
 from typing import Any, Callable
-from urllib.parse import parse_qs, parse_qsl
+from urllib.parse import parse_qs, parse_qsl, urlencode
 
-from . import ec2fidelity, imds
+from . import ec2fidelity, identity, imds
 
 ACCOUNT_ID = "123456789012"
 USER_NAME = "vpc-cni-node"
@@ -186,6 +186,7 @@ class Sim:
         self.sync_cond = threading.Condition()
         self.net: Any = None
         self.role_creds: dict[str, Any] = {}
+        self.issuer = identity.Issuer(ACCOUNT_ID, region, ROLE_NAME)
         self.started_at = time.time()
         self.startup_seconds = 0.0
         self.default_lag = 0.0
@@ -200,7 +201,7 @@ class Sim:
         return ec2_backends[ACCOUNT_ID][self.region]
 
     def setup_iam(self) -> None:
-        """Users for both policies and the node role IMDS hands out keys of."""
+        """Users for both policies; the node role whose keys IMDS, IRSA (web identity) and Pod Identity hand out."""
         from moto.iam.models import iam_backends
 
         iam = iam_backends[ACCOUNT_ID]["global"]
@@ -221,8 +222,10 @@ class Sim:
             "Version": "2012-10-17",
             "Statement": [
                 {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
-            ],
+            ]
+            + self.issuer.trust_statements(),
         }
+        self.issuer.register(iam)
         iam.create_role(ROLE_NAME, json.dumps(trust), "/", None, "vpc-cni node role", [], None)
         iam.put_role_policy(ROLE_NAME, "vpc-cni", json.dumps(POLICIES[self.policy]))
 
@@ -269,6 +272,7 @@ class Sim:
 
         t0 = time.time()
         ec2fidelity.install()
+        identity.install()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.operations = ec2_operation_names()
         self.moto_app = DomainDispatcherApplication(create_backend_app)
@@ -538,6 +542,20 @@ class Sim:
             "secret_access_key": self.secret_access_key,
             "iam_user": self.credentials[self.policy]["user"],
             "iam_role": ROLE_NAME,
+            "role_arn": self.issuer.role_arn,
+            "sts_endpoint": self.endpoint,
+            "pod_identity_endpoint": self.endpoint + identity.POD_IDENTITY_PATH,
+            "web_identity": {
+                "role_arn": self.issuer.role_arn,
+                "issuer": self.issuer.issuer,
+                "provider_arn": self.issuer.provider_arn,
+                "audience": identity.STS_AUDIENCE,
+                "subject": identity.AWS_NODE_SUBJECT,
+            },
+            "pod_identity": {
+                "audience": identity.POD_IDENTITY_AUDIENCE,
+                "associations": dict(self.issuer.associations),
+            },
             "policy_name": self.policy,
             "policy": POLICIES[self.policy],
             "credentials": self.credentials,
@@ -577,6 +595,10 @@ class Sim:
         scope = re.search(r"Credential=([^/]*)/[^/]*/[^/]*/([^/]*)/", auth)
         service = scope.group(2) if scope else None
         access_key = scope.group(1) if scope else None
+        if path == identity.POD_IDENTITY_PATH and not action:
+            return self.pod_identity(environ, start_response)
+        if action in identity.UNSIGNED_STS_ACTIONS and not auth:
+            return self.sts_unsigned(environ, start_response, action, params)
         if path.startswith("/moto-api") or not action or (service and service != "ec2"):
             with self.lock:
                 return self.moto_app(environ, start_response)
@@ -591,35 +613,10 @@ class Sim:
         access_key: str | None,
     ) -> Any:
         logged = {k: v for k, v in params.items() if k not in ("Action", "Version")}
-        with self.calls_lock:
-            self.call_seq += 1
-            entry: dict[str, Any] | None = {
-                "seq": self.call_seq,
-                "time": time.time(),
-                "action": action,
-                "params": logged,
-                "access_key_id": access_key,
-            }
-            self.calls.append(entry)
-        fault = self.pick_fault(action)
+        entry = self.log_call(action, logged, access_key, "ec2")
+        fault = self.apply_fault(environ, entry, action)
         if fault is not None:
-            if entry is not None:
-                entry["fault"] = fault.id
-            if fault.latency_ms:
-                time.sleep(fault.latency_ms / 1000.0)
-            if fault.drop:
-                if entry is not None:
-                    entry["status"] = 0
-                    entry["error"] = "dropped"
-                sock = environ.get("werkzeug.socket")
-                if sock is not None:
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-                raise ConnectionAbortedError("vpcsim: connection dropped by fault injection")
-            if fault.code:
-                return self.respond_error(start_response, entry, fault.code, fault.message, fault.status)
+            return self.respond_error(start_response, entry, fault.code or "InternalError", fault.message, fault.status)
         if not access_key:
             return self.respond_error(
                 start_response, entry, "MissingAuthenticationToken", "Request is missing Authentication Token", 401
@@ -674,6 +671,170 @@ class Sim:
         headers.append(("Content-Length", str(len(raw))))
         start_response(captured.get("status", "200 OK"), headers)
         return [raw]
+
+    def log_call(self, action: str, params: dict[str, Any], access_key: str | None, service: str) -> dict[str, Any]:
+        with self.calls_lock:
+            self.call_seq += 1
+            entry: dict[str, Any] = {
+                "seq": self.call_seq,
+                "time": time.time(),
+                "service": service,
+                "action": action,
+                "params": params,
+                "access_key_id": access_key,
+            }
+            self.calls.append(entry)
+        return entry
+
+    def apply_fault(self, environ: dict[str, Any], entry: dict[str, Any], action: str) -> Fault | None:
+        """Latency and dropped connections of a matching fault; returns it when it also carries an error."""
+        fault = self.pick_fault(action)
+        if fault is None:
+            return None
+        entry["fault"] = fault.id
+        if fault.latency_ms:
+            time.sleep(fault.latency_ms / 1000.0)
+        if fault.drop:
+            entry["status"] = 0
+            entry["error"] = "dropped"
+            sock = environ.get("werkzeug.socket")
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            raise ConnectionAbortedError("vpcsim: connection dropped by fault injection")
+        return fault if fault.code else None
+
+    # -- workload identities: STS web identity (IRSA) and the EKS Pod Identity agent ---------------------------------
+
+    def sts_unsigned(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], action: str, params: dict[str, str]
+    ) -> Any:
+        """STS AssumeRoleWithWebIdentity as STS checks it, answered by moto's STS; the token is never logged."""
+        from moto.iam.models import iam_backends
+
+        logged = {k: v for k, v in params.items() if k not in ("Action", "Version", "WebIdentityToken")}
+        entry = self.log_call(action, logged, None, "sts")
+        request_id = str(uuid.uuid4())
+
+        def refuse(code: str, message: str, status: int) -> Any:
+            entry["status"] = status
+            entry["error"] = code
+            body = identity.sts_error_xml(code, message, request_id)
+            reason = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error"}.get(status, "Error")
+            start_response(
+                f"{status} {reason}", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))]
+            )
+            return [body]
+
+        fault = self.apply_fault(environ, entry, action)
+        if fault is not None:
+            return refuse(fault.code or "InternalError", fault.message, fault.status)
+        if params.get("Version") != identity.STS_VERSION:
+            return refuse(
+                "InvalidAction",
+                f"Could not find operation {action} for version {params.get('Version') or '(none)'}; "
+                f"STS speaks Version={identity.STS_VERSION}",
+                400,
+            )
+        if action != "AssumeRoleWithWebIdentity":
+            return refuse("InvalidAction", f"The sim's STS takes {action} only signed", 400)
+        forwarded = {k: v for k, v in params.items() if k in identity.WEB_IDENTITY_PARAMS}
+        body = urlencode(forwarded).encode()
+        moto_environ = dict(environ)
+        moto_environ.pop("HTTP_AUTHORIZATION", None)
+        moto_environ.update(
+            {
+                "REQUEST_METHOD": "POST",
+                "QUERY_STRING": "",
+                "CONTENT_TYPE": "application/x-www-form-urlencoded; charset=utf-8",
+                "CONTENT_LENGTH": str(len(body)),
+                "wsgi.input": io.BytesIO(body),
+            }
+        )
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            captured["status"] = status
+            return lambda data: None
+
+        with self.lock:
+            try:
+                claims = self.issuer.check_web_identity(iam_backends[ACCOUNT_ID]["global"], params)
+            except identity.IdentityError as e:
+                return refuse(e.code, e.message, e.status)
+            try:
+                chunks = self.moto_app(moto_environ, capture)
+                raw = b"".join(chunks)
+                if hasattr(chunks, "close"):
+                    chunks.close()
+            except Exception:  # noqa: BLE001 - an STS InternalError, as the service would answer
+                log.error("moto raised on %s:\n%s", action, traceback.format_exc())
+                return refuse("InternalError", "An internal error has occurred", 500)
+        status = int(captured.get("status", "500").split()[0])
+        if status >= 400:
+            code_m = re.search(rb"<Code>([^<]*)</Code>", raw)
+            msg_m = re.search(rb"<Message>([^<]*)</Message>", raw, re.S)
+            code = code_m.group(1).decode() if code_m else "InternalError"
+            return refuse(code, msg_m.group(1).decode() if msg_m else code, status)
+        key_m = re.search(rb"<AccessKeyId>([^<]*)</AccessKeyId>", raw)
+        entry["status"] = status
+        entry["subject"] = claims.get("sub")
+        entry["issued_access_key_id"] = key_m.group(1).decode() if key_m else None
+        raw = raw.replace(b"<RequestId>request-id</RequestId>", f"<RequestId>{request_id}</RequestId>".encode(), 1)
+        start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(raw)))])
+        return [raw]
+
+    def pod_identity(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """The EKS Pod Identity agent: keys of the role associated with the token's service account."""
+        from moto.sts.models import sts_backends
+
+        entry = self.log_call("AssumeRoleForPodIdentity", {}, None, "eks-auth")
+
+        def answer(status: int, doc: dict[str, Any]) -> Any:
+            entry["status"] = status
+            if status != 200:
+                entry["error"] = doc.get("Code")
+            data = json.dumps(doc).encode()
+            reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 405: "Method Not Allowed"}
+            start_response(
+                f"{status} {reason.get(status, 'Error')}",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
+            )
+            return [data]
+
+        if environ["REQUEST_METHOD"] != "GET":
+            return answer(405, {"Code": "MethodNotAllowed", "Message": "the credentials endpoint takes GET only"})
+        fault = self.apply_fault(environ, entry, "AssumeRoleForPodIdentity")
+        if fault is not None:
+            return answer(fault.status, {"Code": fault.code, "Message": fault.message})
+        try:
+            role_arn, claims = self.issuer.pod_identity_role(environ.get("HTTP_AUTHORIZATION", ""))
+        except identity.IdentityError as e:
+            return answer(e.status, {"Code": e.code, "Message": e.message})
+        subject = str(claims.get("sub"))
+        entry["params"] = {"subject": subject, "role_arn": role_arn}
+        with self.lock:
+            role = sts_backends[ACCOUNT_ID]["global"].assume_role(
+                region_name=self.region,
+                role_session_name=f"eks-{self.name}-{subject.rpartition(':')[2]}"[:64],
+                role_arn=role_arn,
+                policy=None,
+                duration=identity.POD_IDENTITY_SECONDS,
+                external_id=None,
+            )
+        entry["issued_access_key_id"] = role.access_key_id
+        return answer(
+            200,
+            {
+                "AccessKeyId": role.access_key_id,
+                "SecretAccessKey": role.secret_access_key,
+                "Token": role.session_token,
+                "AccountId": ACCOUNT_ID,
+                "Expiration": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(role.expiration.timestamp())),
+            },
+        )
 
     def respond_error(
         self, start_response: Callable[..., Any], entry: dict[str, Any] | None, code: str, message: str, status: int
@@ -809,6 +970,15 @@ class Sim:
             return 200, {"cleared": True}
         if path == "/imds/requests" and method == "GET":
             return 200, {name: n.requests for name, n in self.node_imds.items()}
+        if path == "/identity/token" and method == "POST":
+            seconds = int(body.get("seconds", identity.DEFAULT_TOKEN_SECONDS))
+            token = self.issuer.mint(
+                subject=body.get("subject") or identity.AWS_NODE_SUBJECT,
+                audience=body.get("audience") or identity.STS_AUDIENCE,
+                seconds=seconds,
+                now=time.time() + float(body.get("issued_offset_seconds", 0)),
+            )
+            return 200, {"token": token}
         if path == "/sync" and method == "POST":
             self.sync()
             return 200, {"generation": self.sync_gen}
