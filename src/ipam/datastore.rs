@@ -511,34 +511,14 @@ impl Datastore {
     }
 
     fn add_v4_cidrs(&mut self, eni: &str, cidrs: &[Ipv4Cidr]) -> Result<usize, DatastoreError> {
-        let idx = self
-            .eni_index(eni)
-            .ok_or_else(|| DatastoreError::UnknownEni {
-                op: "add addresses",
-                eni: eni.into(),
-            })?;
-        for c in cidrs {
-            for (i, other) in self.enis.iter().enumerate() {
-                if other
-                    .v4
-                    .iter()
-                    .any(|o| o.overlaps(c) && !(i == idx && o == c))
-                {
-                    return Err(DatastoreError::CidrOnOtherEni {
-                        cidr: c.to_string(),
-                        eni: eni.into(),
-                        other_eni: other.spec.id.clone(),
-                    });
-                }
-            }
-        }
-        let mut added = 0;
-        for c in cidrs {
-            if self.enis[idx].v4.insert(*c) {
-                added += 1;
-            }
-        }
-        Ok(added)
+        self.add_blocks(
+            eni,
+            "add addresses",
+            cidrs,
+            |e| &e.v4,
+            |e| &mut e.v4,
+            Ipv4Cidr::overlaps,
+        )
     }
 
     /// Adds IPv6 prefixes (IPv6 mode: the primary ENI's /80).
@@ -547,18 +527,38 @@ impl Datastore {
         eni: &str,
         prefixes: &[Ipv6Cidr],
     ) -> Result<usize, DatastoreError> {
+        self.add_blocks(
+            eni,
+            "add IPv6 prefixes",
+            prefixes,
+            |e| &e.v6,
+            |e| &mut e.v6,
+            Ipv6Cidr::overlaps,
+        )
+    }
+
+    /// Adds address blocks of one family to an ENI; refuses a block overlapping one held by any ENI
+    /// (the same block on the same ENI is a no-op). Returns how many were new.
+    fn add_blocks<C: Copy + Ord + core::fmt::Display>(
+        &mut self,
+        eni: &str,
+        op: &'static str,
+        blocks: &[C],
+        held: fn(&Eni) -> &BTreeSet<C>,
+        held_mut: fn(&mut Eni) -> &mut BTreeSet<C>,
+        overlaps: fn(&C, &C) -> bool,
+    ) -> Result<usize, DatastoreError> {
         let idx = self
             .eni_index(eni)
             .ok_or_else(|| DatastoreError::UnknownEni {
-                op: "add IPv6 prefixes",
+                op,
                 eni: eni.into(),
             })?;
-        for c in prefixes {
+        for c in blocks {
             for (i, other) in self.enis.iter().enumerate() {
-                if other
-                    .v6
+                if held(other)
                     .iter()
-                    .any(|o| o.overlaps(c) && !(i == idx && o == c))
+                    .any(|o| overlaps(o, c) && !(i == idx && o == c))
                 {
                     return Err(DatastoreError::CidrOnOtherEni {
                         cidr: c.to_string(),
@@ -568,13 +568,8 @@ impl Datastore {
                 }
             }
         }
-        let mut added = 0;
-        for c in prefixes {
-            if self.enis[idx].v6.insert(*c) {
-                added += 1;
-            }
-        }
-        Ok(added)
+        let set = held_mut(&mut self.enis[idx]);
+        Ok(blocks.iter().filter(|c| set.insert(**c)).count())
     }
 
     /// Removes a secondary address or prefix from an ENI. Without `force` it refuses if any address in
