@@ -24,6 +24,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::ops::RangeInclusive;
 use core::time::Duration;
 
 use super::checkpoint::{CheckpointData, CheckpointEntry, CheckpointMetadata, CHECKPOINT_VERSION};
@@ -639,28 +640,15 @@ impl Datastore {
     }
 
     fn forget_v4(&mut self, cidr: &Ipv4Cidr) -> Vec<Allocation> {
-        let range = IpAddr::V4(cidr.addr())..=IpAddr::V4(cidr.last());
-        let addrs: Vec<IpAddr> = self
-            .assigned
-            .range(range.clone())
-            .map(|(a, _)| *a)
-            .collect();
-        let mut out = Vec::new();
-        for a in addrs {
-            if let Some(al) = self.assigned.remove(&a) {
-                self.by_key.remove(&al.key);
-                out.push(al);
-            }
-        }
-        let cooling: Vec<IpAddr> = self.released_at.range(range).map(|(a, _)| *a).collect();
-        for a in cooling {
-            self.released_at.remove(&a);
-        }
-        out
+        self.forget_range(IpAddr::V4(cidr.addr())..=IpAddr::V4(cidr.last()))
     }
 
     fn forget_v6(&mut self, cidr: &Ipv6Cidr) -> Vec<Allocation> {
-        let range = IpAddr::V6(cidr.addr())..=IpAddr::V6(cidr.last());
+        self.forget_range(IpAddr::V6(cidr.addr())..=IpAddr::V6(cidr.last()))
+    }
+
+    /// Drops every allocation and cooldown entry in `range`; returns the dropped allocations.
+    fn forget_range(&mut self, range: RangeInclusive<IpAddr>) -> Vec<Allocation> {
         let addrs: Vec<IpAddr> = self
             .assigned
             .range(range.clone())
