@@ -64,6 +64,25 @@ impl KernelNet {
         }
     }
 
+    /// Ok if the pod's main table has a route through `ifname` that `matches` (given the link index).
+    fn pod_has_route(
+        &mut self,
+        netns: &str,
+        ifname: &str,
+        matches: impl Fn(&Route, u32) -> bool,
+    ) -> Result<(), String> {
+        let l = self.pod_link(netns, ifname)?;
+        let routes = self
+            .pod(netns)
+            .and_then(|p| p.routes(Family::V4, MAIN_TABLE))
+            .map_err(|e| e.to_string())?;
+        routes
+            .iter()
+            .any(|r| matches(r, l.index))
+            .then_some(())
+            .ok_or_else(|| "missing".to_string())
+    }
+
     fn rule_for(priority: u32, selector: RuleSelector, table: u32) -> Rule {
         match selector {
             RuleSelector::To(ip) => Rule::to_prefix(host_net(ip), priority, table),
@@ -258,34 +277,12 @@ impl KernelNet {
                     Err(format!("missing; {ifname} has {have:?}"))
                 }
             }
-            Op::PodGatewayRoute { netns, ifname } => {
-                let l = self.pod_link(netns, ifname)?;
-                let routes = self
-                    .pod(netns)
-                    .and_then(|p| p.routes(Family::V4, MAIN_TABLE))
-                    .map_err(|e| e.to_string())?;
-                routes
-                    .iter()
-                    .any(|r| {
-                        r.dst == host_net(GATEWAY)
-                            && r.oif == Some(l.index)
-                            && r.scope == RouteScope::Link
-                    })
-                    .then_some(())
-                    .ok_or_else(|| "missing".to_string())
-            }
-            Op::PodDefaultRoute { netns, ifname } => {
-                let l = self.pod_link(netns, ifname)?;
-                let routes = self
-                    .pod(netns)
-                    .and_then(|p| p.routes(Family::V4, MAIN_TABLE))
-                    .map_err(|e| e.to_string())?;
-                routes
-                    .iter()
-                    .any(|r| r.dst.is_default() && r.gateway == Some(gw) && r.oif == Some(l.index))
-                    .then_some(())
-                    .ok_or_else(|| "missing".to_string())
-            }
+            Op::PodGatewayRoute { netns, ifname } => self.pod_has_route(netns, ifname, |r, oif| {
+                r.dst == host_net(GATEWAY) && r.oif == Some(oif) && r.scope == RouteScope::Link
+            }),
+            Op::PodDefaultRoute { netns, ifname } => self.pod_has_route(netns, ifname, |r, oif| {
+                r.dst.is_default() && r.gateway == Some(gw) && r.oif == Some(oif)
+            }),
             Op::PodGatewayNeighbour {
                 netns,
                 ifname,
