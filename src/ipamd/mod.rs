@@ -1,5 +1,8 @@
 //! The ipamd daemon (`argv[0]` `aws-k8s-agent` or `ipamd`).
 
+pub mod node_apply;
+pub mod node_plan;
+
 use std::process::ExitCode;
 
 /// Entry point of the daemon role.
