@@ -911,8 +911,7 @@ impl Config {
         }
         if enable_prefix_delegation
             && !enable_ipv6
-            && warm_ip_target.is_none()
-            && minimum_ip_target.is_none()
+            && !crate::ipam::pool::ip_targets_defined(warm_ip_target, minimum_ip_target)
             && warm_prefix_target == 0
         {
             let value = format!(
@@ -1056,7 +1055,7 @@ impl Config {
     /// True when WARM_IP_TARGET or MINIMUM_IP_TARGET is set (upstream's `warmIPTargetsDefined`): the pool then
     /// follows those targets instead of WARM_ENI_TARGET / WARM_PREFIX_TARGET.
     pub fn ip_targets_defined(&self) -> bool {
-        self.warm_ip_target.is_some() || self.minimum_ip_target.is_some()
+        crate::ipam::pool::ip_targets_defined(self.warm_ip_target, self.minimum_ip_target)
     }
 }
 

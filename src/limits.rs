@@ -67,6 +67,22 @@ pub struct InstanceLimits {
 }
 
 impl InstanceLimits {
+    /// Limits not from the table: a Nitro type with one network card of `enis` ENIs and
+    /// `ipv4_per_eni` addresses per ENI (the ENI's primary included), `vcpus` 2.
+    pub const fn simple(name: &'static str, enis: u8, ipv4_per_eni: u16) -> InstanceLimits {
+        InstanceLimits {
+            name,
+            enis,
+            ipv4_per_eni,
+            ipv6_per_eni: ipv4_per_eni,
+            default_card: 0,
+            card_enis: &[],
+            vcpus: 2,
+            hypervisor: Hypervisor::Nitro,
+            bare_metal: false,
+        }
+    }
+
     /// Number of network cards.
     pub fn network_cards(&self) -> usize {
         self.card_enis.len()

@@ -116,7 +116,9 @@ impl Logger {
 
 impl log::Log for Logger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= self.level
+        // Libraries' chatter (the HTTP client logs every request at debug) only from warnings up.
+        let ours = metadata.target().starts_with("vpc_cni");
+        metadata.level() <= self.level && (ours || metadata.level() <= log::Level::Warn)
     }
 
     fn log(&self, record: &log::Record<'_>) {

@@ -76,7 +76,7 @@ fn warm_eni_target_1_keeps_a_whole_free_eni_on_m4_4xlarge() {
 #[test]
 fn warm_ip_target_5_keeps_five_free() {
     let mut node = m4(PoolConfig {
-        warm_ip_target: 5,
+        warm_ip_target: Some(5),
         ..PoolConfig::default()
     });
     let rows = grow(&mut node, 64);
@@ -95,8 +95,8 @@ fn warm_ip_target_5_keeps_five_free() {
 #[test]
 fn minimum_ip_target_30_with_warm_ip_2_ends_at_32_after_30_pods() {
     let mut node = m4(PoolConfig {
-        warm_ip_target: 2,
-        minimum_ip_target: 30,
+        warm_ip_target: Some(2),
+        minimum_ip_target: Some(30),
         ..PoolConfig::default()
     });
     let rows = grow(&mut node, 30);
@@ -113,7 +113,7 @@ fn prefix_delegation_warm_ip_16_adds_a_second_prefix_after_one_pod() {
     let mut node = Node::new(
         AddressMode::PrefixIpv4,
         PoolConfig {
-            warm_ip_target: 16,
+            warm_ip_target: Some(16),
             max_pods: 110,
             ..PoolConfig::default()
         },
@@ -156,7 +156,7 @@ fn prefix_delegation_default_targets_keep_one_partly_free_prefix() {
 #[test]
 fn warm_ip_target_shrinks_back_once_pods_leave_and_cooldown_ends() {
     let mut node = m4(PoolConfig {
-        warm_ip_target: 5,
+        warm_ip_target: Some(5),
         ..PoolConfig::default()
     });
     grow(&mut node, 20);
@@ -183,7 +183,7 @@ fn warm_ip_target_shrinks_back_once_pods_leave_and_cooldown_ends() {
 #[test]
 fn at_most_one_decrease_per_30_seconds() {
     let mut node = m4(PoolConfig {
-        warm_ip_target: 1,
+        warm_ip_target: Some(1),
         ..PoolConfig::default()
     });
     grow(&mut node, 10);
@@ -307,10 +307,7 @@ fn max_eni_and_the_trunk_slot_cap_enis() {
 
 #[test]
 fn unmanaged_enis_take_a_slot_but_never_get_addresses_or_get_freed() {
-    let limits = InstanceLimits {
-        max_enis: 3,
-        ipv4_per_eni: 6,
-    };
+    let limits = InstanceLimits::simple("synthetic", 3, 6);
     let mut node = Node::new(
         AddressMode::SecondaryIpv4,
         PoolConfig {
@@ -369,10 +366,7 @@ fn growth_stops_at_max_pods() {
 /// free surplus, leaves pods alone and keeps exactly max pods.
 #[test]
 fn addresses_reconcile_brings_back_past_max_pods_are_released() {
-    let limits = InstanceLimits {
-        max_enis: 3,
-        ipv4_per_eni: 5,
-    };
+    let limits = InstanceLimits::simple("synthetic", 3, 5);
     let cfg = PoolConfig {
         max_pods: 6,
         ..PoolConfig::default()

@@ -111,22 +111,22 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     1 => (
                         AddressMode::SecondaryIpv4,
                         PoolConfig {
-                            warm_ip_target: warm_ip,
+                            warm_ip_target: Some(warm_ip),
                             ..base
                         },
                     ),
                     2 => (
                         AddressMode::SecondaryIpv4,
                         PoolConfig {
-                            warm_ip_target: warm_ip,
-                            minimum_ip_target: min_ip,
+                            warm_ip_target: Some(warm_ip),
+                            minimum_ip_target: Some(min_ip),
                             ..base
                         },
                     ),
                     3 => (
                         AddressMode::SecondaryIpv4,
                         PoolConfig {
-                            minimum_ip_target: min_ip,
+                            minimum_ip_target: Some(min_ip),
                             ..base
                         },
                     ),
@@ -140,35 +140,32 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     5 => (
                         AddressMode::PrefixIpv4,
                         PoolConfig {
-                            warm_ip_target: warm_ip,
+                            warm_ip_target: Some(warm_ip),
                             ..base
                         },
                     ),
                     6 => (
                         AddressMode::PrefixIpv4,
                         PoolConfig {
-                            warm_ip_target: warm_ip,
-                            minimum_ip_target: min_ip,
+                            warm_ip_target: Some(warm_ip),
+                            minimum_ip_target: Some(min_ip),
                             ..base
                         },
                     ),
                     _ => (
                         AddressMode::PrefixIpv4,
                         PoolConfig {
-                            minimum_ip_target: min_ip,
+                            minimum_ip_target: Some(min_ip),
                             ..base
                         },
                     ),
                 };
-                let limits = InstanceLimits {
-                    max_enis,
-                    ipv4_per_eni: per_eni,
-                };
+                let limits = InstanceLimits::simple("synthetic", max_enis as u8, per_eni as u16);
                 Scenario {
                     mode,
                     cfg,
                     limits,
-                    leftovers: left.min(limits.slots_per_eni() - 1),
+                    leftovers: left.min(limits.secondary_ipv4_per_eni() - 1),
                     ops,
                 }
             },
@@ -259,7 +256,7 @@ fn check_action(node: &Node, a: &Action, m: &Model) -> Result<(), String> {
                 .eni(eni)
                 .ok_or(format!("assign to unknown {eni}"))?
                 .ipv4_cidr_count();
-            let slots = node.limits.slots_per_eni() as usize;
+            let slots = node.limits.secondary_ipv4_per_eni() as usize;
             if have + *count as usize > slots || *count == 0 {
                 return Err(format!(
                     "planned {count} more on {eni} holding {have} of {slots}"
@@ -275,7 +272,7 @@ fn check_action(node: &Node, a: &Action, m: &Model) -> Result<(), String> {
             if node.ds.enis().count() as u32 + trunk_slot >= node.pool.max_enis() {
                 return Err("planned an ENI beyond the ENI limit".into());
             }
-            if addresses + prefixes > node.limits.slots_per_eni() {
+            if addresses + prefixes > node.limits.secondary_ipv4_per_eni() {
                 return Err(format!("planned an ENI with {addresses}+{prefixes} blocks"));
             }
             growth_within_max_pods(node, addresses + prefixes)
@@ -407,7 +404,7 @@ fn invariants(node: &Node, m: &Model) -> Result<(), String> {
     if !node.ec2.violations.is_empty() {
         return Err(format!("EC2 limit violations: {:?}", node.ec2.violations));
     }
-    let slots = node.limits.slots_per_eni() as usize;
+    let slots = node.limits.secondary_ipv4_per_eni() as usize;
     if node.ds.enis().count() as u32 > node.pool.max_enis() {
         return Err("more ENIs than allowed".into());
     }
@@ -437,7 +434,10 @@ fn ref_too_low(s: &Scenario, t: i64, a: i64, fp: i64) -> bool {
     if t >= i64::from(c.max_pods) {
         return false;
     }
-    let (w, min) = (i64::from(c.warm_ip_target), i64::from(c.minimum_ip_target));
+    let (w, min) = (
+        i64::from(c.warm_ip_target.unwrap_or(0)),
+        i64::from(c.minimum_ip_target.unwrap_or(0)),
+    );
     let avail = t - a;
     let pd = s.mode == AddressMode::PrefixIpv4;
     if w != 0 || min != 0 {
@@ -448,7 +448,7 @@ fn ref_too_low(s: &Scenario, t: i64, a: i64, fp: i64) -> bool {
         (16, i64::from(c.warm_prefix_target))
     } else {
         (
-            i64::from(s.limits.slots_per_eni()),
+            i64::from(s.limits.secondary_ipv4_per_eni()),
             i64::from(c.warm_eni_target),
         )
     };
@@ -494,9 +494,12 @@ fn counts(node: &Node, m: &Model, skip_eni: Option<&str>, skip_block: Option<&Ip
 fn converged_state_ok(s: &Scenario, node: &Node, m: &Model) -> Result<(), String> {
     let pd = s.mode == AddressMode::PrefixIpv4;
     let c = &s.cfg;
-    let (w, min) = (i64::from(c.warm_ip_target), i64::from(c.minimum_ip_target));
+    let (w, min) = (
+        i64::from(c.warm_ip_target.unwrap_or(0)),
+        i64::from(c.minimum_ip_target.unwrap_or(0)),
+    );
     let targets = w != 0 || min != 0;
-    let slots = s.limits.slots_per_eni() as usize;
+    let slots = s.limits.secondary_ipv4_per_eni() as usize;
     let now = counts(node, m, None, None);
     let avail = now.total - now.assigned;
     let trunk_slot = u32::from(c.pod_eni);
@@ -693,18 +696,15 @@ fn regression_prefix_reconcile_past_max_pods() {
         mode: AddressMode::PrefixIpv4,
         cfg: PoolConfig {
             warm_eni_target: 1,
-            warm_ip_target: 11,
-            minimum_ip_target: 0,
+            warm_ip_target: Some(11),
+            minimum_ip_target: Some(0),
             warm_prefix_target: 0,
             max_eni: None,
             max_pods: 17,
             pod_eni: false,
             custom_networking: false,
         },
-        limits: InstanceLimits {
-            max_enis: 2,
-            ipv4_per_eni: 4,
-        },
+        limits: InstanceLimits::simple("synthetic", 2, 4),
         leftovers: 0,
         ops: vec![
             Tick(Good),
@@ -740,18 +740,15 @@ fn regression_unneeded_empty_eni_with_zero_targets() {
         mode: AddressMode::SecondaryIpv4,
         cfg: PoolConfig {
             warm_eni_target: 0,
-            warm_ip_target: 0,
-            minimum_ip_target: 0,
+            warm_ip_target: Some(0),
+            minimum_ip_target: Some(0),
             warm_prefix_target: 0,
             max_eni: None,
             max_pods: 8,
             pod_eni: false,
             custom_networking: false,
         },
-        limits: InstanceLimits {
-            max_enis: 3,
-            ipv4_per_eni: 4,
-        },
+        limits: InstanceLimits::simple("synthetic", 3, 4),
         leftovers: 0,
         ops: vec![
             Tick(Good),

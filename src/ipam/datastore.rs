@@ -161,6 +161,10 @@ pub struct EniSpec {
     pub unmanaged: bool,
     /// Excluded from pod addresses (upstream `IsExcludedForPodIPs`).
     pub excluded_for_pods: bool,
+    /// Its MAC address (how the node's kernel knows it), when known.
+    pub mac: Option<crate::net::MacAddr>,
+    /// Its subnet's IPv4 CIDR (the per-ENI route table's gateway is its base + 1), when known.
+    pub subnet_ipv4_cidr: Option<Ipv4Cidr>,
 }
 
 /// An ENI in the datastore.

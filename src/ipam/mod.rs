@@ -23,6 +23,7 @@ pub mod introspect;
 pub mod pool;
 pub mod store;
 
+pub use crate::limits::InstanceLimits;
 pub use checkpoint::CheckpointData;
 pub use datastore::{
     AddressMode, AssignRequest, Assigned, Datastore, DatastoreConfig, DatastoreError, Eni,
@@ -30,8 +31,8 @@ pub use datastore::{
     RestoreReport, StaleAllocation, Undo,
 };
 pub use pool::{
-    Action, ActionId, ActionKind, Assessment, Completed, Failure, InstanceLimits, Outcome,
-    OutcomeError, Pool, PoolConfig,
+    Action, ActionId, ActionKind, Assessment, Completed, Failure, Outcome, OutcomeError, Pool,
+    PoolConfig,
 };
 
 use core::time::Duration;

@@ -34,6 +34,7 @@ use super::datastore::{
     AddressMode, Datastore, DatastoreError, Eni, EniSpec, PoolStats, IPS_PER_PREFIX,
 };
 use super::Instant;
+use crate::limits::InstanceLimits;
 use crate::net::Ipv4Cidr;
 
 /// At most one pool decrease per this interval (upstream `decreaseIPPoolInterval`).
@@ -50,10 +51,10 @@ pub const RECONCILE_COOLDOWN: Duration = Duration::from_secs(60);
 pub struct PoolConfig {
     /// WARM_ENI_TARGET: free ENIs' worth of addresses to keep (default 1; negative/invalid → 1).
     pub warm_eni_target: u32,
-    /// WARM_IP_TARGET: free addresses to keep; 0 = unset.
-    pub warm_ip_target: u32,
-    /// MINIMUM_IP_TARGET: floor on total addresses; 0 = unset.
-    pub minimum_ip_target: u32,
+    /// WARM_IP_TARGET: free addresses to keep; `None` = unset.
+    pub warm_ip_target: Option<u32>,
+    /// MINIMUM_IP_TARGET: floor on total addresses; `None` = unset.
+    pub minimum_ip_target: Option<u32>,
     /// WARM_PREFIX_TARGET: free /28 prefixes to keep in prefix mode (default 0).
     pub warm_prefix_target: u32,
     /// MAX_ENI: `None` (or 0) = unset; honoured only below the instance limit.
@@ -71,8 +72,8 @@ impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
             warm_eni_target: 1,
-            warm_ip_target: 0,
-            minimum_ip_target: 0,
+            warm_ip_target: None,
+            minimum_ip_target: None,
             warm_prefix_target: 0,
             max_eni: None,
             max_pods: 110,
@@ -86,34 +87,37 @@ impl PoolConfig {
     /// Settings upstream forces on network cards > 0: WARM_IP_TARGET=1, MINIMUM_IP_TARGET=1.
     pub fn for_secondary_card(&self) -> Self {
         PoolConfig {
-            warm_ip_target: 1,
-            minimum_ip_target: 1,
+            warm_ip_target: Some(1),
+            minimum_ip_target: Some(1),
             pod_eni: false,
             ..self.clone()
         }
     }
 
-    /// Whether WARM_IP_TARGET or MINIMUM_IP_TARGET is set (upstream `warmIPTargetsDefined`).
+    /// Whether WARM_IP_TARGET or MINIMUM_IP_TARGET is set.
     pub fn ip_targets_defined(&self) -> bool {
-        self.warm_ip_target != 0 || self.minimum_ip_target != 0
+        ip_targets_defined(self.warm_ip_target, self.minimum_ip_target)
+    }
+
+    fn warm_ip(&self) -> u32 {
+        self.warm_ip_target.unwrap_or(0)
+    }
+
+    fn minimum_ip(&self) -> u32 {
+        self.minimum_ip_target.unwrap_or(0)
     }
 }
 
-/// The instance type's limits (from the limits table).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InstanceLimits {
-    /// Maximum ENIs (table `ENILimit`).
-    pub max_enis: u32,
-    /// IPv4 addresses per ENI including the ENI's primary address (table `IPv4Limit`).
-    pub ipv4_per_eni: u32,
+/// Upstream `warmIPTargetsDefined`: WARM_IP_TARGET or MINIMUM_IP_TARGET is set (the one definition,
+/// used by the configuration's checks and by the planner).
+pub fn ip_targets_defined(warm_ip_target: Option<u32>, minimum_ip_target: Option<u32>) -> bool {
+    warm_ip_target.is_some_and(|w| w > 0) || minimum_ip_target.is_some_and(|m| m > 0)
 }
 
-impl InstanceLimits {
-    /// Secondary addresses (or /28 prefixes) an ENI can hold: `IPv4Limit - 1`.
-    pub fn slots_per_eni(&self) -> u32 {
-        self.ipv4_per_eni.saturating_sub(1)
-    }
-}
+/// How long a planned action may stay unreported before the planner forgets it and plans again.
+/// A lost outcome (a worker that died, an answer never delivered) must not stop planning for good;
+/// what the forgotten action may still have done in EC2 is found by the IMDS/EC2 reconcile.
+pub const ACTION_DEADLINE: Duration = Duration::from_secs(180);
 
 /// Identifies an action so its outcome can be reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -126,6 +130,8 @@ pub struct Action {
     pub id: ActionId,
     /// What to do.
     pub kind: ActionKind,
+    /// After this the planner stops waiting for the outcome ([`ACTION_DEADLINE`] after planning).
+    pub deadline: Instant,
 }
 
 /// The EC2 work of an [`Action`].
@@ -338,16 +344,16 @@ impl Pool {
     /// The ENI cap: MAX_ENI if set and below the instance limit, else the instance limit.
     pub fn max_enis(&self) -> u32 {
         match self.cfg.max_eni {
-            Some(m) if m >= 1 && m < self.limits.max_enis => m,
-            _ => self.limits.max_enis,
+            Some(m) if m >= 1 && m < u32::from(self.limits.enis) => m,
+            _ => u32::from(self.limits.enis),
         }
     }
 
     /// Addresses one ENI can serve in `mode` (upstream `maxIPsPerENI`).
     pub fn max_ips_per_eni(&self, mode: AddressMode) -> u32 {
         match mode {
-            AddressMode::PrefixIpv4 => self.limits.slots_per_eni() * IPS_PER_PREFIX,
-            _ => self.limits.slots_per_eni(),
+            AddressMode::PrefixIpv4 => self.limits.secondary_ipv4_per_eni() * IPS_PER_PREFIX,
+            _ => self.limits.secondary_ipv4_per_eni(),
         }
     }
 
@@ -430,7 +436,10 @@ impl Pool {
         let (unit, warm) = if pd {
             (IPS_PER_PREFIX, self.cfg.warm_prefix_target)
         } else {
-            (self.limits.slots_per_eni(), self.cfg.warm_eni_target)
+            (
+                self.limits.secondary_ipv4_per_eni(),
+                self.cfg.warm_eni_target,
+            )
         };
         available < unit.saturating_mul(warm) || (warm == 0 && available == 0)
     }
@@ -455,8 +464,8 @@ impl Pool {
 
     /// Upstream `datastoreTargetState`: (short, over) in addresses, or prefixes in prefix mode.
     fn target_state(&self, s: &PoolStats, pd: bool) -> (u32, u32) {
-        let warm = i64::from(self.cfg.warm_ip_target);
-        let min = i64::from(self.cfg.minimum_ip_target);
+        let warm = i64::from(self.cfg.warm_ip());
+        let min = i64::from(self.cfg.minimum_ip());
         let total = i64::from(s.total);
         let assigned = i64::from(s.assigned);
         let available = total - assigned;
@@ -481,6 +490,7 @@ impl Pool {
     /// One tick: the actions to run now. Returns nothing while earlier actions await their outcome,
     /// and nothing in IPv6 mode (no warm pool there).
     pub fn plan(&mut self, ds: &mut Datastore, now: Instant) -> Vec<Action> {
+        self.expire(now);
         if !self.in_flight.is_empty() || ds.mode() == AddressMode::Ipv6 {
             return Vec::new();
         }
@@ -522,11 +532,25 @@ impl Pool {
             .map(|kind| {
                 let id = ActionId(self.next_id);
                 self.next_id += 1;
-                Action { id, kind }
+                Action {
+                    id,
+                    kind,
+                    deadline: now + ACTION_DEADLINE,
+                }
             })
             .collect();
         self.in_flight.extend(actions.iter().cloned());
         actions
+    }
+
+    /// Forgets actions whose deadline has passed, as if they had failed: an outcome that never
+    /// arrives must not stop planning for good. Returns the forgotten actions (for the log).
+    pub fn expire(&mut self, now: Instant) -> Vec<Action> {
+        let (gone, kept): (Vec<Action>, Vec<Action>) = core::mem::take(&mut self.in_flight)
+            .into_iter()
+            .partition(|a| now > a.deadline);
+        self.in_flight = kept;
+        gone
     }
 
     fn decrease_blocked(&self, now: Instant) -> bool {
@@ -603,7 +627,7 @@ impl Pool {
             return None;
         }
         let pd = ds.mode() == AddressMode::PrefixIpv4;
-        let slots = self.limits.slots_per_eni();
+        let slots = self.limits.secondary_ipv4_per_eni();
         let wanted = if pd {
             // Upstream `getPrefixesNeeded`: WARM_IP/MIN_IP shortfall, else WARM_PREFIX shortfall, at least 1.
             let short = if a.ip_targets {
@@ -783,10 +807,11 @@ impl Pool {
                     }
                 }
             }
-            if self.cfg.warm_ip_target != 0 && other_free < round(self.cfg.warm_ip_target) {
+            let (warm_ip, min_ip) = (self.cfg.warm_ip(), self.cfg.minimum_ip());
+            if warm_ip != 0 && other_free < round(warm_ip) {
                 continue;
             }
-            if self.cfg.minimum_ip_target != 0 && other_total < round(self.cfg.minimum_ip_target) {
+            if min_ip != 0 && other_total < round(min_ip) {
                 continue;
             }
             if pd

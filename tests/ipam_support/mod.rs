@@ -85,7 +85,7 @@ impl FakeEc2 {
     /// Executes one action; `fail` makes it fail the given way without changing EC2.
     pub fn execute(&mut self, action: &Action, now: Instant, fail: Option<Failure>) -> Outcome {
         self.calls += 1;
-        let slots = self.limits.slots_per_eni() as usize;
+        let slots = self.limits.secondary_ipv4_per_eni() as usize;
         if let Some(f) = fail {
             return Outcome {
                 action: action.id,
@@ -97,7 +97,7 @@ impl FakeEc2 {
                 addresses,
                 prefixes,
             } => {
-                if self.enis.len() as u32 >= self.limits.max_enis {
+                if self.enis.len() as u32 >= u32::from(self.limits.enis) {
                     // AttachmentLimitExceeded (the driver deletes the new ENI). Happens after a free
                     // that failed: gone from the datastore, still attached, until reconcile.
                     self.attach_refused += 1;
@@ -384,13 +384,7 @@ impl Node {
 }
 
 /// m4.4xlarge: 8 ENIs × 30 IPv4 addresses (29 secondary per ENI); max pods 8*29+2 = 234.
-pub const M4_4XLARGE: InstanceLimits = InstanceLimits {
-    max_enis: 8,
-    ipv4_per_eni: 30,
-};
+pub const M4_4XLARGE: InstanceLimits = InstanceLimits::simple("m4.4xlarge", 8, 30);
 pub const M4_4XLARGE_MAX_PODS: u32 = 234;
 /// m5.large: 3 ENIs × 10 IPv4 addresses (9 secondary or 9 prefixes per ENI).
-pub const M5_LARGE: InstanceLimits = InstanceLimits {
-    max_enis: 3,
-    ipv4_per_eni: 10,
-};
+pub const M5_LARGE: InstanceLimits = InstanceLimits::simple("m5.large", 3, 10);

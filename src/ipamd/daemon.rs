@@ -1,0 +1,1039 @@
+//! ipamd: start-up, the node loop and shutdown.
+//!
+//! Start-up is a sequence, each step timed and logged: configuration → IMDS discovery → limits →
+//! EC2's view of the attached ENIs (tags: no_manage, trunk, EFA) → datastore → checkpoint restore
+//! (allocations whose pod veth is gone are released with their rules) → node wiring → first
+//! warm-pool fill → plugin socket served → conflist and plugin installed → ready (sd_notify).
+//!
+//! Threads: this one runs the loop (pool checks about every 5 s and right after an ADD or DEL
+//! that changed an assignment; reconcile at most every 60 s; the leaked-ENI sweep hourly); the RPC
+//! server's accept and connection threads; one that waits for SIGTERM/SIGINT; and the HTTP
+//! servers'. EC2 and IMDS calls run on this thread without the state lock held, so the plugin's
+//! requests are answered from the datastore while EC2 is slow.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant as StdInstant};
+
+use log::{debug, error, info, warn};
+
+use crate::aws::credentials::{CachedCredentials, DefaultChain, ProvideCredentials};
+use crate::aws::ec2::{DescribeNetworkInterfaces, Ec2, Ec2Client, Filter, InstanceTypeInfo};
+use crate::aws::imds::{Imds, ImdsInterface};
+use crate::aws::retry::{RetryEnv, SystemRetryEnv};
+use crate::aws::stats::ApiStats;
+use crate::aws::{ec2, http};
+use crate::config::Config;
+use crate::ipam::store::{CheckpointStore, StoreError};
+use crate::ipam::{
+    AddressMode, CheckpointData, Completed, Datastore, DatastoreConfig, EniSpec, InstanceLimits,
+    Pool, PoolConfig,
+};
+use crate::limits::{self, Hypervisor, MaxPodsOptions};
+use crate::net::{Ipv4Cidr, MacAddr};
+
+use super::executor::{AttachProbe, Executor, NodeIdentity, ENI_DESCRIPTION_PREFIX};
+use super::manager::{self, AddressService, Clock, NodeState, ReplyTemplate, SystemClock};
+use super::reconcile;
+
+/// How often the pool is checked without a reason (upstream: 2.5 s + 2.5 s).
+pub const POOL_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// Reconcile at most this often, and not within this long after a pool change (upstream).
+pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
+/// Leaked-ENI sweep interval (upstream hourly after a random 0-300 s delay).
+pub const LEAKED_ENI_INTERVAL: Duration = Duration::from_secs(3600);
+/// ENIs younger than this are not leaked yet (upstream 5 min).
+pub const LEAKED_ENI_MIN_AGE: Duration = Duration::from_secs(300);
+/// Longest the first warm-pool fill may take before ipamd declares itself ready anyway (pods in
+/// the pool's addresses can start; the loop keeps filling).
+pub const FIRST_FILL_BUDGET: Duration = Duration::from_secs(60);
+/// Per-request deadline of the plugin socket.
+pub const RPC_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What ipamd does to the node's kernel (the real one: [`super::kernel_node::KernelNode`]).
+pub trait NodeNet: Send {
+    /// Host-wide wiring: the primary interface, SNAT/connmark table, rules, sysctls.
+    fn wire_host(&mut self, primary: &EniSpec, vpc_cidrs: &[Ipv4Cidr]) -> Result<(), String>;
+    /// A secondary ENI's link, MTU, route table and rule.
+    fn wire_eni(&mut self, eni: &EniSpec) -> Result<(), String>;
+    /// Removes what [`wire_eni`](Self::wire_eni) made for this ENI.
+    fn unwire_eni(&mut self, eni_id: &str) -> Result<(), String>;
+    /// Whether the host-side veth of a pod exists.
+    fn link_exists(&mut self, name: &str) -> Result<bool, String>;
+    /// Deletes the to-pod (512) and from-pod (1536) rules of a pod address.
+    fn delete_pod_rules(&mut self, ip: Ipv4Addr) -> Result<(), String>;
+}
+
+/// Why ipamd could not start.
+#[derive(Debug)]
+pub struct StartError {
+    /// The step.
+    pub step: &'static str,
+    /// What went wrong.
+    pub detail: String,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "start-up step {:?} failed: {}", self.step, self.detail)
+    }
+}
+
+fn fail(step: &'static str) -> impl Fn(String) -> StartError {
+    move |detail| StartError { step, detail }
+}
+
+/// Start-up timings: own work vs. waiting on IMDS and EC2.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StartupTimes {
+    /// Wall time from process start to ready.
+    pub total: Duration,
+    /// Of which waiting for IMDS answers.
+    pub imds: Duration,
+    /// Of which waiting for EC2 answers.
+    pub ec2: Duration,
+    /// Per step: (name, wall time).
+    pub steps: Vec<(&'static str, Duration)>,
+}
+
+impl StartupTimes {
+    /// Time spent on our own work (total minus waiting).
+    pub fn own(&self) -> Duration {
+        self.total.saturating_sub(self.imds + self.ec2)
+    }
+}
+
+/// Events for the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// An assignment changed: check the pool now.
+    Wake,
+    /// Stop (a signal arrived).
+    Stop(i32),
+}
+
+/// IMDS as the executor's attach probe.
+struct ImdsProbe {
+    imds: Arc<Imds>,
+}
+
+impl AttachProbe for ImdsProbe {
+    fn visible(&self, mac: &MacAddr, expected: &[Ipv4Cidr]) -> Result<bool, String> {
+        let call = self.imds.within(Duration::from_secs(5));
+        let macs = call.macs().map_err(|e| e.to_string())?;
+        if !macs.contains(mac) {
+            return Ok(false);
+        }
+        let i = call.interface(mac).map_err(|e| e.to_string())?;
+        let shown: BTreeSet<Ipv4Cidr> = i
+            .local_ipv4s
+            .iter()
+            .map(|a| Ipv4Cidr::host(*a))
+            .chain(i.ipv4_prefixes.iter().copied())
+            .collect();
+        Ok(expected.iter().all(|c| shown.contains(c)))
+    }
+}
+
+/// The running daemon.
+pub struct Daemon {
+    cfg: Config,
+    imds: Arc<Imds>,
+    ec2: Option<Arc<dyn Ec2>>,
+    executor: Option<Executor>,
+    /// The node's address state, shared with the RPC side.
+    pub state: Arc<Mutex<NodeState>>,
+    store: Arc<CheckpointStore>,
+    clock: Arc<SystemClock>,
+    net: Box<dyn NodeNet>,
+    /// EC2 call statistics (metrics).
+    pub api_stats: Arc<ApiStats>,
+    /// The instance.
+    pub instance_id: String,
+    /// Its type's limits.
+    pub limits: InstanceLimits,
+    vpc_id: String,
+    vpc_cidrs: Vec<Ipv4Cidr>,
+    /// Start-up timings.
+    pub startup: StartupTimes,
+    imds_wait: Duration,
+    ec2_wait: Duration,
+    last_reconcile: Option<StdInstant>,
+    next_sweep: StdInstant,
+    retry_env: Arc<dyn RetryEnv>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("instance_id", &self.instance_id)
+            .field("limits", &self.limits.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn env_var(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+/// Limits of a type EC2 described (types missing from the built-in table). The name is kept for
+/// the life of the process, as table names are.
+pub fn limits_from_ec2(info: &InstanceTypeInfo) -> InstanceLimits {
+    let name: &'static str = Box::leak(info.instance_type.clone().into_boxed_str());
+    let cards: Vec<u8> = info
+        .network_cards
+        .iter()
+        .map(|c| u8::try_from(c.maximum_network_interfaces).unwrap_or(u8::MAX))
+        .collect();
+    let card_enis: &'static [u8] = Box::leak(cards.into_boxed_slice());
+    let default_enis = info
+        .network_cards
+        .iter()
+        .find(|c| c.index == info.default_network_card_index)
+        .map(|c| c.maximum_network_interfaces)
+        .unwrap_or(info.maximum_network_interfaces);
+    InstanceLimits {
+        name,
+        enis: u8::try_from(default_enis).unwrap_or(u8::MAX),
+        ipv4_per_eni: u16::try_from(info.ipv4_addresses_per_interface).unwrap_or(u16::MAX),
+        ipv6_per_eni: u16::try_from(info.ipv6_addresses_per_interface).unwrap_or(u16::MAX),
+        default_card: u8::try_from(info.default_network_card_index).unwrap_or(0),
+        card_enis,
+        vcpus: 0,
+        hypervisor: match info.hypervisor.as_str() {
+            "nitro" => Hypervisor::Nitro,
+            "xen" => Hypervisor::Xen,
+            _ => Hypervisor::None,
+        },
+        bare_metal: info.bare_metal,
+    }
+}
+
+/// The warm-pool settings of a configuration on an instance type: the one place where the
+/// environment becomes planner settings.
+pub fn pool_config(cfg: &Config, limits: &InstanceLimits, mode: AddressMode) -> PoolConfig {
+    PoolConfig {
+        warm_eni_target: cfg.warm_eni_target,
+        warm_ip_target: cfg.warm_ip_target,
+        minimum_ip_target: cfg.minimum_ip_target,
+        warm_prefix_target: cfg.warm_prefix_target,
+        max_eni: cfg.max_eni,
+        max_pods: max_pods(cfg, limits, mode),
+        pod_eni: cfg.enable_pod_eni,
+        custom_networking: cfg.custom_network_cfg,
+    }
+}
+
+/// The node's pod ceiling without the API server: the EKS max-pods calculator's value for the
+/// type and mode (what the kubelet is given on EKS images). Upstream reads its eni-max-pods
+/// table, which ignores prefix delegation and would stop a PD pool at 2 prefixes on an m5.large.
+pub fn max_pods(cfg: &Config, limits: &InstanceLimits, mode: AddressMode) -> u32 {
+    limits::max_pods(
+        limits,
+        &MaxPodsOptions {
+            prefix_delegation: mode == AddressMode::PrefixIpv4,
+            custom_networking: cfg.custom_network_cfg,
+            max_eni: cfg.max_eni,
+            show_max_allowed: false,
+        },
+    )
+    .value
+}
+
+/// The datastore settings of a configuration.
+pub fn datastore_config(cfg: &Config, mode: AddressMode) -> DatastoreConfig {
+    DatastoreConfig {
+        mode,
+        ip_cooldown: cfg.ip_cooldown_period,
+    }
+}
+
+/// The address mode: prefixes when asked for and the instance type supports them.
+pub fn address_mode(cfg: &Config, limits: &InstanceLimits) -> AddressMode {
+    if cfg.enable_prefix_delegation && limits.supports_prefix_delegation() {
+        AddressMode::PrefixIpv4
+    } else {
+        AddressMode::SecondaryIpv4
+    }
+}
+
+impl Daemon {
+    /// Runs start-up up to (not including) serving the socket. `net` is the node's kernel.
+    pub fn start(cfg: Config, net: Box<dyn NodeNet>) -> Result<Daemon, StartError> {
+        let began = StdInstant::now();
+        let mut steps = Vec::new();
+        let mut imds_wait = Duration::ZERO;
+        let mut ec2_wait = Duration::ZERO;
+
+        // IMDS discovery.
+        let t = StdInstant::now();
+        let imds = Arc::new(Imds::from_env(&env_var).map_err(|e| fail("imds")(e.to_string()))?);
+        let call = imds.within(Duration::from_secs(30));
+        let instance_id = call
+            .instance_id()
+            .map_err(|e| fail("imds")(e.to_string()))?;
+        let instance_type = call
+            .instance_type()
+            .map_err(|e| fail("imds")(e.to_string()))?;
+        let region = match env_var("AWS_REGION").filter(|r| !r.is_empty()) {
+            Some(r) => r,
+            None => call.region().map_err(|e| fail("imds")(e.to_string()))?,
+        };
+        let primary_mac = call
+            .primary_mac()
+            .map_err(|e| fail("imds")(e.to_string()))?;
+        let interfaces = call.interfaces().map_err(|e| fail("imds")(e.to_string()))?;
+        imds_wait += t.elapsed();
+        steps.push(("imds discovery", t.elapsed()));
+        let primary = interfaces
+            .iter()
+            .find(|i| i.mac == primary_mac)
+            .cloned()
+            .ok_or_else(|| {
+                fail("imds")(format!(
+                    "IMDS lists no interface for the primary MAC {primary_mac}"
+                ))
+            })?;
+        info!(
+            "instance {instance_id} ({instance_type}) in {region}, primary ENI {} {primary_mac}, {} ENIs attached",
+            primary.interface_id,
+            interfaces.len()
+        );
+
+        // EC2 client (none at all in IMDS-only mode).
+        let api_stats = Arc::new(ApiStats::new());
+        let retry_env: Arc<dyn RetryEnv> = Arc::new(SystemRetryEnv);
+        let ec2: Option<Arc<dyn Ec2>> = if cfg.enable_imds_only_mode {
+            info!("ENABLE_IMDS_ONLY_MODE: no EC2 calls at all");
+            None
+        } else {
+            let chain = DefaultChain::from_env(
+                &env_var,
+                Some(&region),
+                Some(imds.clone()),
+                http::local_agent(Duration::from_secs(10)),
+            )
+            .map_err(|e| fail("credentials")(e.to_string()))?;
+            let creds: Arc<dyn ProvideCredentials> = Arc::new(CachedCredentials::new(chain));
+            let client = Ec2Client::from_env(&region, creds, &env_var)
+                .map_err(|e| fail("ec2 client")(e.to_string()))?
+                .with_stats(api_stats.clone());
+            info!("EC2 endpoint {}", client.endpoint());
+            Some(Arc::new(client))
+        };
+
+        // Limits.
+        let t = StdInstant::now();
+        let limits = match limits::lookup(&instance_type) {
+            Some(l) => l,
+            None => {
+                let ec2 = ec2.as_ref().ok_or_else(|| {
+                    fail("limits")(format!(
+                        "instance type {instance_type} is not in the built-in table and IMDS-only mode forbids DescribeInstanceTypes"
+                    ))
+                })?;
+                let w = StdInstant::now();
+                let found = ec2
+                    .describe_instance_types(std::slice::from_ref(&instance_type))
+                    .map_err(|e| fail("limits")(e.to_string()))?;
+                ec2_wait += w.elapsed();
+                let info = found.first().ok_or_else(|| {
+                    fail("limits")(format!(
+                        "DescribeInstanceTypes does not know {instance_type}"
+                    ))
+                })?;
+                info!("instance type {instance_type} not in the built-in table; limits from DescribeInstanceTypes");
+                limits_from_ec2(info)
+            }
+        };
+        steps.push(("limits", t.elapsed()));
+        let mode = address_mode(&cfg, &limits);
+        if cfg.enable_prefix_delegation && mode != AddressMode::PrefixIpv4 {
+            warn!(
+                "ENABLE_PREFIX_DELEGATION=true, but {} is not a Nitro instance type: using secondary addresses",
+                limits.name
+            );
+        }
+        let pool_cfg = pool_config(&cfg, &limits, mode);
+        info!(
+            "limits of {}: {} ENIs x {} IPv4 addresses; mode {:?}; max pods {}",
+            limits.name, limits.enis, limits.ipv4_per_eni, mode, pool_cfg.max_pods
+        );
+
+        // EC2's view of the attached ENIs (EC2 wins over IMDS).
+        let t = StdInstant::now();
+        let observed: Vec<reconcile::ObservedEni> = match &ec2 {
+            Some(ec2) => {
+                let w = StdInstant::now();
+                let attached = ec2
+                    .describe_network_interfaces(&DescribeNetworkInterfaces {
+                        ids: vec![],
+                        filters: vec![Filter::new("attachment.instance-id", [instance_id.clone()])],
+                    })
+                    .map_err(|e| fail("describe ENIs")(e.to_string()))?;
+                ec2_wait += w.elapsed();
+                attached
+                    .iter()
+                    .map(|ni| {
+                        let by_mac = ni
+                            .mac_address
+                            .parse::<MacAddr>()
+                            .ok()
+                            .and_then(|m| interfaces.iter().find(|i| i.mac == m));
+                        reconcile::observed_from_ec2(ni, by_mac)
+                    })
+                    .collect()
+            }
+            None => interfaces
+                .iter()
+                .map(reconcile::observed_from_imds)
+                .collect(),
+        };
+        steps.push(("describe ENIs", t.elapsed()));
+        for o in &observed {
+            let s = &o.spec;
+            info!(
+                "ENI {} device {}{}{}{}{}: {} addresses, {} prefixes",
+                s.id,
+                s.device_number,
+                if s.is_primary { " primary" } else { "" },
+                if s.unmanaged { " no_manage" } else { "" },
+                if s.is_trunk { " trunk" } else { "" },
+                if s.is_efa { " efa" } else { "" },
+                o.addresses.len(),
+                o.prefixes.len()
+            );
+        }
+
+        // Datastore.
+        let clock = Arc::new(SystemClock::new());
+        let now = clock.now();
+        let mut ds = Datastore::new(datastore_config(&cfg, mode));
+        let pool = Pool::new(pool_cfg, limits);
+        let report = reconcile::apply(&mut ds, &pool, &observed, now);
+        for e in &report.errors {
+            warn!("datastore: {e}");
+        }
+        let vpc_cidrs = primary.vpc_ipv4_cidrs.clone();
+        let vpc_id = primary.vpc_id.clone();
+
+        let mut net = net;
+        // Checkpoint restore.
+        let t = StdInstant::now();
+        let store = Arc::new(CheckpointStore::new(&cfg.backing_store));
+        restore_checkpoint(&store, &mut ds, net.as_mut(), &cfg.veth_prefix)
+            .map_err(fail("checkpoint"))?;
+        steps.push(("checkpoint restore", t.elapsed()));
+
+        // Node wiring.
+        let t = StdInstant::now();
+        let primary_spec = ds
+            .enis()
+            .find(|e| e.spec().is_primary)
+            .map(|e| e.spec().clone())
+            .ok_or_else(|| fail("node wiring")("no primary ENI among the attached ENIs".into()))?;
+        net.wire_host(&primary_spec, &vpc_cidrs)
+            .map_err(fail("node wiring"))?;
+        let secondaries: Vec<EniSpec> = ds
+            .enis()
+            .filter(|e| !e.spec().is_primary && !e.spec().unmanaged)
+            .map(|e| e.spec().clone())
+            .collect();
+        for e in &secondaries {
+            net.wire_eni(e).map_err(fail("node wiring"))?;
+        }
+        steps.push(("node wiring", t.elapsed()));
+
+        let executor = ec2
+            .as_ref()
+            .filter(|_| !cfg.disable_network_resource_provisioning)
+            .map(|ec2| {
+                let tags: Vec<ec2::Tag> = cfg
+                    .additional_eni_tags
+                    .iter()
+                    .map(|(k, v)| ec2::Tag::new(k, v))
+                    .collect();
+                Executor::new(
+                    ec2.clone(),
+                    Arc::new(ImdsProbe { imds: imds.clone() }),
+                    retry_env.clone(),
+                    NodeIdentity {
+                        instance_id: instance_id.clone(),
+                        subnet_id: primary.subnet_id.clone(),
+                        subnet_ipv4_cidr: Some(primary.subnet_ipv4_cidr),
+                        security_group_ids: primary.security_group_ids.clone(),
+                        cluster_name: (!cfg.cluster_name.is_empty())
+                            .then(|| cfg.cluster_name.clone()),
+                        additional_tags: tags,
+                        network_card: 0,
+                    },
+                    Arc::new(now_rfc3339),
+                )
+            });
+        if cfg.disable_network_resource_provisioning {
+            info!("DISABLE_NETWORK_RESOURCE_PROVISIONING: no mutating EC2 call; the pool is what is attached");
+        }
+
+        let state = manager::shared(ds, pool);
+        let sweep_delay = Duration::from_secs((retry_env.random_unit() * 300.0) as u64);
+        let mut d = Daemon {
+            cfg,
+            imds,
+            ec2,
+            executor,
+            state,
+            store,
+            clock,
+            net,
+            api_stats,
+            instance_id,
+            limits,
+            vpc_id,
+            vpc_cidrs,
+            startup: StartupTimes::default(),
+            imds_wait,
+            ec2_wait,
+            last_reconcile: None,
+            next_sweep: StdInstant::now() + sweep_delay,
+            retry_env,
+        };
+
+        // First warm-pool fill.
+        let t = StdInstant::now();
+        d.first_fill();
+        steps.push(("first warm-pool fill", t.elapsed()));
+        d.startup = StartupTimes {
+            total: began.elapsed(),
+            imds: d.imds_wait,
+            ec2: d.ec2_wait,
+            steps,
+        };
+        Ok(d)
+    }
+
+    /// The RPC side over this daemon's state.
+    pub fn address_service(&self, wake: Arc<dyn Fn() + Send + Sync>) -> AddressService {
+        AddressService::new(
+            self.state.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            ReplyTemplate {
+                use_external_snat: self.cfg.external_snat,
+                vpc_v4_cidrs: self.vpc_cidrs.iter().map(|c| c.to_string()).collect(),
+            },
+            wake,
+        )
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The clock of the pure core.
+    pub fn clock(&self) -> &Arc<SystemClock> {
+        &self.clock
+    }
+
+    /// Marks start-up done (the RPC socket answers STATUS ready from now on).
+    pub fn set_ready(&self) {
+        manager::lock(&self.state).ready = true;
+    }
+
+    fn first_fill(&mut self) {
+        let began = StdInstant::now();
+        while began.elapsed() < FIRST_FILL_BUDGET {
+            let (did, too_low) = self.pool_tick();
+            if !too_low {
+                break;
+            }
+            if !did {
+                // Nothing to do now (paused after an error, limits reached): the loop goes on.
+                break;
+            }
+        }
+    }
+
+    /// One pool check: plan, execute, record. Returns (whether anything was planned, whether the
+    /// pool is still too low afterwards).
+    pub fn pool_tick(&mut self) -> (bool, bool) {
+        let Some(executor) = &self.executor else {
+            return (false, false);
+        };
+        let (actions, used) = {
+            let mut st = manager::lock(&self.state);
+            let now = self.clock.now();
+            let NodeState { ds, pool, .. } = &mut *st;
+            for gone in pool.expire(now) {
+                warn!(
+                    "EC2 action {:?} had no outcome in time; planning again",
+                    gone.kind
+                );
+            }
+            let actions = pool.plan(ds, now);
+            let used: BTreeSet<u32> = ds.enis().map(|e| e.device_number()).collect();
+            (actions, used)
+        };
+        if actions.is_empty() {
+            let st = manager::lock(&self.state);
+            let too_low = st.pool.assess(&st.ds, self.clock.now()).too_low;
+            return (false, too_low);
+        }
+        let mut removed_enis = Vec::new();
+        for a in &actions {
+            debug!("EC2 action {}: {:?}", a.id.0, a.kind);
+            let t = StdInstant::now();
+            let done = executor.execute(a, &used);
+            self.ec2_wait += t.elapsed();
+            if let Some(e) = &done.error {
+                warn!("EC2 action {:?} failed: {e}", a.kind);
+            }
+            if let Some(eni) = &done.leaked_eni {
+                error!("ENI {eni} was created but neither attached nor deleted; the leaked-ENI sweep removes it");
+            }
+            if let crate::ipam::ActionKind::FreeEni { eni } = &a.kind {
+                removed_enis.push(eni.clone());
+            }
+            if let Ok(Completed::EniAttached { eni, .. }) = &done.outcome.result {
+                if let Err(e) = self.net.wire_eni(eni) {
+                    error!("wiring new ENI {}: {e}", eni.id);
+                }
+                info!("ENI {} attached as device {}", eni.id, eni.device_number);
+            }
+            let mut st = manager::lock(&self.state);
+            let now = self.clock.now();
+            let failed = done.outcome.result.is_err();
+            let NodeState {
+                ds, pool, counters, ..
+            } = &mut *st;
+            if failed {
+                *counters
+                    .action_errors
+                    .entry(action_name(&a.kind))
+                    .or_insert(0) += 1;
+            }
+            if let Err(e) = pool.record_outcome(ds, done.outcome, now) {
+                warn!("{e}");
+            }
+        }
+        for eni in removed_enis {
+            if let Err(e) = self.net.unwire_eni(&eni) {
+                warn!("unwiring ENI {eni}: {e}");
+            }
+        }
+        let st = manager::lock(&self.state);
+        let too_low = st.pool.assess(&st.ds, self.clock.now()).too_low;
+        (true, too_low)
+    }
+
+    /// IMDS vs EC2 reconcile (at most every 60 s, never within 60 s of a pool change).
+    pub fn maybe_reconcile(&mut self) {
+        if self
+            .last_reconcile
+            .is_some_and(|t| t.elapsed() < RECONCILE_INTERVAL)
+        {
+            return;
+        }
+        {
+            let st = manager::lock(&self.state);
+            let now = self.clock.now();
+            if st
+                .pool
+                .last_pool_action()
+                .is_some_and(|t| now.saturating_since(t) < RECONCILE_INTERVAL)
+            {
+                return;
+            }
+        }
+        self.last_reconcile = Some(StdInstant::now());
+        if let Err(e) = self.reconcile() {
+            warn!("reconcile: {e}");
+        }
+    }
+
+    /// One reconcile now.
+    pub fn reconcile(&mut self) -> Result<reconcile::ReconcileReport, String> {
+        let interfaces: Vec<ImdsInterface> = self
+            .imds
+            .within(Duration::from_secs(10))
+            .interfaces()
+            .map_err(|e| format!("IMDS: {e}"))?;
+        let differs = {
+            let mut st = manager::lock(&self.state);
+            st.counters.reconciles += 1;
+            reconcile::imds_differs(&st.ds, &st.pool, &interfaces, self.clock.now())
+        };
+        if !differs {
+            return Ok(reconcile::ReconcileReport::default());
+        }
+        let observed: Vec<reconcile::ObservedEni> = match &self.ec2 {
+            Some(ec2) => ec2
+                .describe_network_interfaces(&DescribeNetworkInterfaces {
+                    ids: vec![],
+                    filters: vec![Filter::new(
+                        "attachment.instance-id",
+                        [self.instance_id.clone()],
+                    )],
+                })
+                .map_err(|e| format!("EC2: {e}"))?
+                .iter()
+                .filter(|ni| {
+                    ni.attachment
+                        .as_ref()
+                        .is_some_and(|a| a.status == "attached" || a.status.is_empty())
+                })
+                .map(|ni| {
+                    let by_mac = ni
+                        .mac_address
+                        .parse::<MacAddr>()
+                        .ok()
+                        .and_then(|m| interfaces.iter().find(|i| i.mac == m));
+                    reconcile::observed_from_ec2(ni, by_mac)
+                })
+                .collect(),
+            None => interfaces
+                .iter()
+                .map(reconcile::observed_from_imds)
+                .collect(),
+        };
+        let (report, new_specs) = {
+            let mut st = manager::lock(&self.state);
+            let now = self.clock.now();
+            let NodeState {
+                ds, pool, counters, ..
+            } = &mut *st;
+            let report = reconcile::apply(ds, pool, &observed, now);
+            counters.force_removed_enis += report.removed_enis.len() as u64;
+            counters.force_removed_ips += report.lost_pod_addresses.len() as u64;
+            if !report.lost_pod_addresses.is_empty() {
+                if let Err(e) = self.store.save(&ds.to_checkpoint()) {
+                    error!("checkpoint after reconcile: {e}");
+                }
+            }
+            let specs: Vec<EniSpec> = report
+                .added_enis
+                .iter()
+                .filter_map(|id| ds.eni(id).map(|e| e.spec().clone()))
+                .filter(|s| !s.is_primary && !s.unmanaged)
+                .collect();
+            (report, specs)
+        };
+        for s in &new_specs {
+            if let Err(e) = self.net.wire_eni(s) {
+                warn!("wiring ENI {} found by reconcile: {e}", s.id);
+            }
+        }
+        if report.changed() {
+            info!(
+                "reconcile: ENIs +{:?} -{:?}, blocks +{} -{}, pod addresses lost {}",
+                report.added_enis,
+                report.removed_enis,
+                report.added_blocks.len(),
+                report.removed_blocks.len(),
+                report.lost_pod_addresses.len()
+            );
+        }
+        Ok(report)
+    }
+
+    /// The hourly leaked-ENI sweep (upstream `cleanUpLeakedENIs`).
+    pub fn maybe_sweep_leaked_enis(&mut self) {
+        if self.cfg.disable_leaked_eni_cleanup
+            || self.executor.is_none()
+            || StdInstant::now() < self.next_sweep
+        {
+            return;
+        }
+        self.next_sweep = StdInstant::now() + LEAKED_ENI_INTERVAL;
+        match self.sweep_leaked_enis() {
+            Ok(0) => debug!("leaked-ENI sweep: nothing to delete"),
+            Ok(n) => info!("leaked-ENI sweep: deleted {n} ENIs"),
+            Err(e) => warn!("leaked-ENI sweep: {e}"),
+        }
+    }
+
+    /// Deletes available ENIs that ipamd created (description `aws-K8S-`, instance tag) more than
+    /// 5 minutes ago. Returns how many were deleted.
+    pub fn sweep_leaked_enis(&mut self) -> Result<usize, String> {
+        let Some(ec2) = &self.ec2 else {
+            return Ok(0);
+        };
+        let mut filters = vec![
+            Filter::new("tag-key", [super::executor::TAG_INSTANCE_ID]),
+            Filter::new("status", ["available"]),
+            Filter::new("vpc-id", [self.vpc_id.clone()]),
+        ];
+        if !self.cfg.cluster_name.is_empty() {
+            filters.push(Filter::new(
+                format!("tag:{}", super::executor::TAG_CLUSTER_NAME),
+                [self.cfg.cluster_name.clone()],
+            ));
+        }
+        let found = ec2
+            .describe_network_interfaces(&DescribeNetworkInterfaces {
+                ids: vec![],
+                filters,
+            })
+            .map_err(|e| e.to_string())?;
+        let now = std::time::SystemTime::now();
+        let mut deleted = 0;
+        for ni in found {
+            if !ni.description.starts_with(ENI_DESCRIPTION_PREFIX) {
+                continue;
+            }
+            match ni
+                .tag(super::executor::TAG_CREATED_AT)
+                .and_then(crate::aws::credentials::parse_rfc3339)
+            {
+                Some(created) => {
+                    if now.duration_since(created).unwrap_or_default() < LEAKED_ENI_MIN_AGE {
+                        continue;
+                    }
+                }
+                None => {
+                    // Upstream tags it now and looks again next time.
+                    let tag = ec2::Tag::new(super::executor::TAG_CREATED_AT, now_rfc3339());
+                    if let Err(e) = ec2.create_tags(std::slice::from_ref(&ni.id), &[tag]) {
+                        warn!("tagging ENI {} with its creation time: {e}", ni.id);
+                    }
+                    continue;
+                }
+            }
+            match ec2.delete_network_interface(&ni.id) {
+                Ok(()) => {
+                    info!("deleted leaked ENI {}", ni.id);
+                    deleted += 1;
+                }
+                Err(e) => warn!("deleting leaked ENI {}: {e}", ni.id),
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// The loop: runs until [`Event::Stop`].
+    pub fn run(&mut self, events: &Receiver<Event>) -> i32 {
+        let mut next_tick = StdInstant::now() + POOL_CHECK_INTERVAL;
+        loop {
+            let wait = next_tick.saturating_duration_since(StdInstant::now());
+            match events.recv_timeout(wait) {
+                Ok(Event::Stop(sig)) => return sig,
+                Ok(Event::Wake) => {
+                    // Coalesce a burst of ADDs into one check.
+                    while let Ok(e) = events.try_recv() {
+                        if let Event::Stop(sig) = e {
+                            return sig;
+                        }
+                    }
+                    self.pool_tick();
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.pool_tick();
+                    self.maybe_reconcile();
+                    self.maybe_sweep_leaked_enis();
+                    next_tick = StdInstant::now() + POOL_CHECK_INTERVAL;
+                }
+                Err(RecvTimeoutError::Disconnected) => return 0,
+            }
+        }
+    }
+
+    /// Writes the checkpoint once more (shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let st = manager::lock(&self.state);
+        self.store.save(&st.ds.to_checkpoint())
+    }
+
+    /// The retry environment (randomness, sleeps).
+    pub fn retry_env(&self) -> &Arc<dyn RetryEnv> {
+        &self.retry_env
+    }
+}
+
+fn action_name(k: &crate::ipam::ActionKind) -> &'static str {
+    use crate::ipam::ActionKind as K;
+    match k {
+        K::CreateEni { .. } => "allocateENI",
+        K::AssignAddresses { .. } => "assignIPs",
+        K::AssignPrefixes { .. } => "assignPrefixes",
+        K::UnassignAddresses { .. } => "unassignIPs",
+        K::UnassignPrefixes { .. } => "unassignPrefixes",
+        K::FreeEni { .. } => "freeENI",
+    }
+}
+
+/// Loads the checkpoint into the datastore: allocations whose pod's host veth is gone are
+/// dropped with their rules (upstream `normalizeCheckpointDataByPodVethExistence`), the rest are
+/// attached to their ENI blocks, and the file is rewritten.
+pub fn restore_checkpoint(
+    store: &CheckpointStore,
+    ds: &mut Datastore,
+    net: &mut dyn NodeNet,
+    veth_prefix: &str,
+) -> Result<(), String> {
+    let data = match store.load() {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            info!("no checkpoint at {}: a fresh node", store.path().display());
+            return Ok(());
+        }
+        Err(e @ StoreError::Corrupt { .. }) => {
+            error!("{e}; starting with no assignments known from it");
+            return Ok(());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut kept = Vec::new();
+    for entry in &data.allocations {
+        let m = &entry.metadata;
+        if m.k8s_pod_namespace.is_empty() || m.k8s_pod_name.is_empty() {
+            kept.push(entry.clone());
+            continue;
+        }
+        let veth =
+            crate::cni::plan::host_veth_name(veth_prefix, &m.k8s_pod_namespace, &m.k8s_pod_name);
+        match net.link_exists(&veth) {
+            Ok(true) => kept.push(entry.clone()),
+            Ok(false) => {
+                info!(
+                    "checkpoint: pod {}/{} ({}) has no veth {veth} any more; releasing its address",
+                    m.k8s_pod_namespace,
+                    m.k8s_pod_name,
+                    entry.ipv4.as_deref().unwrap_or("-")
+                );
+                if let Some(ip) = entry
+                    .ipv4
+                    .as_deref()
+                    .and_then(|s| s.parse::<Ipv4Addr>().ok())
+                {
+                    if let Err(e) = net.delete_pod_rules(ip) {
+                        warn!("deleting rules of {ip}: {e}");
+                    }
+                }
+            }
+            Err(e) => {
+                warn!("checking veth {veth}: {e}; keeping the allocation");
+                kept.push(entry.clone());
+            }
+        }
+    }
+    let filtered = CheckpointData {
+        version: data.version.clone(),
+        allocations: kept,
+    };
+    let report = ds.restore(&filtered).map_err(|e| e.to_string())?;
+    for s in &report.stale {
+        warn!("checkpoint: {s:?} is on no attached ENI; dropped");
+    }
+    info!("checkpoint: {} assignments restored", report.restored);
+    store.save(&ds.to_checkpoint()).map_err(|e| e.to_string())
+}
+
+/// Whether an address is one of the node's pod addresses (for tests and status).
+pub fn is_pod_address(st: &NodeState, ip: IpAddr) -> bool {
+    st.ds.is_assigned(ip)
+}
+
+/// Everything the process does as ipamd, from configuration to exit code.
+pub fn main_with(cfg: Config, net: Box<dyn NodeNet>) -> i32 {
+    let started = StdInstant::now();
+    let (tx, rx): (Sender<Event>, Receiver<Event>) = mpsc::channel();
+    let sig_tx = tx.clone();
+    if let Err(e) = std::thread::Builder::new()
+        .name("ipamd-signals".into())
+        .spawn(move || {
+            if let Ok(sig) = super::signals::wait_termination() {
+                let _ = sig_tx.send(Event::Stop(sig));
+            }
+        })
+    {
+        error!("cannot start the signal thread: {e}");
+        return 1;
+    }
+    let notifier = match super::notify::Notifier::from_env(env_var("NOTIFY_SOCKET")) {
+        Ok(n) => n,
+        Err(e) => {
+            warn!("NOTIFY_SOCKET: {e}; not notifying systemd");
+            super::notify::Notifier::disabled()
+        }
+    };
+    let mut daemon = match Daemon::start(cfg, net) {
+        Ok(d) => d,
+        Err(e) => {
+            error!("{e}");
+            let _ = notifier.notify(&format!("STATUS=start-up failed: {e}"));
+            return 1;
+        }
+    };
+    let wake_tx = Mutex::new(tx.clone());
+    let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        if let Ok(t) = wake_tx.lock() {
+            let _ = t.send(Event::Wake);
+        }
+    });
+    let service = Arc::new(daemon.address_service(wake));
+    let socket = crate::rpc::socket_path_from_env();
+    let server =
+        match crate::rpc::Server::bind(&socket).and_then(|s| s.spawn(service, RPC_DEADLINE)) {
+            Ok(h) => h,
+            Err(e) => {
+                error!("plugin socket {}: {e}", socket.display());
+                return 1;
+            }
+        };
+    match crate::cni::install::install(&crate::cni::install::InstallConfig::from_config(
+        daemon.config(),
+    )) {
+        Ok(path) => info!("wrote {} and installed the aws-cni plugin", path.display()),
+        Err(e) => {
+            error!("installing the plugin and conflist: {e}");
+            server.shutdown();
+            return 1;
+        }
+    }
+    daemon.set_ready();
+    daemon.startup.total = started.elapsed();
+    let s = &daemon.startup;
+    info!(
+        "ready in {} ms: {} ms own work, {} ms waiting on IMDS, {} ms on EC2; steps: {}",
+        s.total.as_millis(),
+        s.own().as_millis(),
+        s.imds.as_millis(),
+        s.ec2.as_millis(),
+        s.steps
+            .iter()
+            .map(|(n, d)| format!("{n} {} ms", d.as_millis()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Err(e) = notifier.notify("READY=1\nSTATUS=serving pod addresses") {
+        warn!("sd_notify: {e}");
+    }
+    let sig = daemon.run(&rx);
+    info!("{} received: stopping", super::signals::name(sig));
+    let _ = notifier.notify("STOPPING=1");
+    server.shutdown();
+    match daemon.flush() {
+        Ok(()) => {
+            info!("checkpoint flushed; bye");
+            0
+        }
+        Err(e) => {
+            error!("final checkpoint write: {e}");
+            1
+        }
+    }
+}
+
+/// The wall-clock time as RFC 3339 with whole seconds (the createdAt tag).
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    crate::timefmt::rfc3339(
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        0,
+        crate::timefmt::Fraction::None,
+    )
+}

@@ -1,0 +1,370 @@
+//! The plugin's side of ipamd: [`rpc::AddressManager`] over the node's datastore.
+//!
+//! Every assign and unassign is written to the checkpoint before the plugin hears "yes"; if the
+//! write fails the change is undone and the plugin gets an error (upstream does the same), so the
+//! file and the datastore never disagree. Calls arrive on the RPC server's connection threads; the
+//! node state is one mutex shared with the daemon's loop, which holds it only for pure work (a
+//! plan, an outcome, a reconcile), never across an EC2 or IMDS call, so an ADD inside the warm
+//! pool never waits for EC2.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::ipam::store::CheckpointStore;
+use crate::ipam::{
+    AssignRequest, CheckpointData, Datastore, Instant, IpamKey, PodAddress, PodMetadata, Pool,
+    ReleaseOutcome,
+};
+use crate::rpc::{self, AddressManager, RpcCode, RpcError};
+
+/// The node's address state: the datastore and its planner, owned together.
+#[derive(Debug)]
+pub struct NodeState {
+    /// Addresses, ENIs and assignments.
+    pub ds: Datastore,
+    /// The warm-pool planner.
+    pub pool: Pool,
+    /// Start-up has finished (the pool was filled once and the node wired).
+    pub ready: bool,
+    /// Counters for metrics.
+    pub counters: Counters,
+}
+
+/// Request counters (upstream `awscni_add_ip_req_count`, `awscni_del_ip_req_count{reason}`, ...).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// ADD requests.
+    pub add_requests: u64,
+    /// DEL requests by reason (the plugin's `Reason`, e.g. `PodDeleted`, `SetupNSFailed`).
+    pub del_requests: std::collections::BTreeMap<String, u64>,
+    /// ADDs refused because no address was free.
+    pub no_address: u64,
+    /// Checkpoint writes that failed (their change was undone).
+    pub checkpoint_failures: u64,
+    /// ENIs removed by reconcile while pods used them.
+    pub force_removed_enis: u64,
+    /// Pod addresses lost by reconcile.
+    pub force_removed_ips: u64,
+    /// Reconcile runs.
+    pub reconciles: u64,
+    /// EC2 actions that failed, by action kind.
+    pub action_errors: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// Where the node's time comes from.
+pub trait Clock: Send + Sync {
+    /// Monotonic time for the pure core.
+    fn now(&self) -> Instant;
+    /// Wall-clock time, Unix nanoseconds (the checkpoint's `allocationTimestamp`).
+    fn unix_nanos(&self) -> i64;
+}
+
+/// The system clocks; `now` counts from when this was made.
+#[derive(Debug)]
+pub struct SystemClock {
+    epoch: std::time::Instant,
+}
+
+impl SystemClock {
+    /// A clock starting now.
+    pub fn new() -> SystemClock {
+        SystemClock {
+            epoch: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        SystemClock::new()
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::from_millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn unix_nanos(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+/// Where assignments are persisted.
+pub trait CheckpointSink: Send + Sync {
+    /// Writes the whole checkpoint atomically.
+    fn save(&self, data: &CheckpointData) -> Result<(), String>;
+}
+
+impl CheckpointSink for CheckpointStore {
+    fn save(&self, data: &CheckpointData) -> Result<(), String> {
+        CheckpointStore::save(self, data).map_err(|e| e.to_string())
+    }
+}
+
+/// What every ADD reply carries besides the address.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplyTemplate {
+    /// AWS_VPC_K8S_CNI_EXTERNALSNAT.
+    pub use_external_snat: bool,
+    /// The VPC's IPv4 CIDRs.
+    pub vpc_v4_cidrs: Vec<String>,
+}
+
+/// [`rpc::AddressManager`] over the shared [`NodeState`].
+pub struct AddressService {
+    state: Arc<Mutex<NodeState>>,
+    checkpoint: Arc<dyn CheckpointSink>,
+    clock: Arc<dyn Clock>,
+    reply: ReplyTemplate,
+    wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for AddressService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddressService")
+            .field("reply", &self.reply)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks the node state; a panic elsewhere while holding it does not make the state unusable
+/// (every change to it is a single datastore call that leaves it consistent).
+pub fn lock(state: &Mutex<NodeState>) -> MutexGuard<'_, NodeState> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl AddressService {
+    /// A service over `state`; `wake` is called after an assignment changed (the loop then checks
+    /// the pool at once instead of at its next tick).
+    pub fn new(
+        state: Arc<Mutex<NodeState>>,
+        checkpoint: Arc<dyn CheckpointSink>,
+        clock: Arc<dyn Clock>,
+        reply: ReplyTemplate,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> AddressService {
+        AddressService {
+            state,
+            checkpoint,
+            clock,
+            reply,
+            wake,
+        }
+    }
+
+    fn allocation(pod: &PodAddress) -> rpc::IpAllocation {
+        let (ipv4_addr, ipv6_addr) = match pod.address {
+            IpAddr::V4(a) => (a.to_string(), String::new()),
+            IpAddr::V6(a) => (String::new(), a.to_string()),
+        };
+        rpc::IpAllocation {
+            ipv4_addr,
+            ipv6_addr,
+            device_number: pod.device_number,
+            // The protocol's 0 = the primary ENI: the plugin adds no from-pod rule then.
+            route_table_id: if pod.eni_is_primary {
+                0
+            } else {
+                pod.route_table_id
+            },
+        }
+    }
+
+    fn persist(&self, st: &mut NodeState) -> Result<(), String> {
+        let data = st.ds.to_checkpoint();
+        self.checkpoint.save(&data).inspect_err(|_| {
+            st.counters.checkpoint_failures += 1;
+        })
+    }
+}
+
+impl AddressManager for AddressService {
+    fn add_network(&self, req: &rpc::AddNetworkRequest) -> Result<rpc::AddNetworkReply, RpcError> {
+        let now = self.clock.now();
+        let mut st = lock(&self.state);
+        st.counters.add_requests += 1;
+        let request = AssignRequest {
+            key: IpamKey::new(&req.network_name, &req.container_id, &req.if_name),
+            metadata: PodMetadata {
+                namespace: req.k8s_pod_namespace.clone(),
+                name: req.k8s_pod_name.clone(),
+                interfaces_count: 1,
+            },
+            unix_nanos: self.clock.unix_nanos(),
+        };
+        let assigned = match st.ds.assign(request, now) {
+            Ok(a) => a,
+            Err(e) => {
+                st.counters.no_address += 1;
+                let s = st.ds.stats(now);
+                drop(st);
+                (self.wake)();
+                return Err(RpcError::new(
+                    RpcCode::ResourceExhausted,
+                    format!(
+                        "no free address for pod {}/{}: {e} ({} of {} addresses assigned, {} cooling down); \
+                         ipamd is asking EC2 for more, or the node is at its limit",
+                        req.k8s_pod_namespace, req.k8s_pod_name, s.assigned, s.total, s.cooling
+                    ),
+                ));
+            }
+        };
+        if !assigned.existing {
+            if let Err(e) = self.persist(&mut st) {
+                st.ds.undo(assigned.undo);
+                return Err(RpcError::new(
+                    RpcCode::Internal,
+                    format!("address not assigned: the checkpoint could not be written: {e}"),
+                ));
+            }
+        }
+        drop(st);
+        if !assigned.existing {
+            (self.wake)();
+        }
+        Ok(rpc::AddNetworkReply {
+            success: true,
+            ip_allocations: vec![AddressService::allocation(&assigned.pod)],
+            use_external_snat: self.reply.use_external_snat,
+            vpc_v4_cidrs: self.reply.vpc_v4_cidrs.clone(),
+            ..Default::default()
+        })
+    }
+
+    fn del_network(&self, req: &rpc::DelNetworkRequest) -> Result<rpc::DelNetworkReply, RpcError> {
+        let now = self.clock.now();
+        let key = IpamKey::new(&req.network_name, &req.container_id, &req.if_name);
+        let mut st = lock(&self.state);
+        let reason = if req.reason.is_empty() {
+            "PodDeleted".to_string()
+        } else {
+            req.reason.clone()
+        };
+        *st.counters.del_requests.entry(reason).or_insert(0) += 1;
+        match st.ds.unassign(&key, now) {
+            ReleaseOutcome::Released(r) => {
+                let r = *r;
+                if let Err(e) = self.persist(&mut st) {
+                    st.ds.undo(r.undo);
+                    return Err(RpcError::new(
+                        RpcCode::Internal,
+                        format!("address not released: the checkpoint could not be written: {e}"),
+                    ));
+                }
+                drop(st);
+                (self.wake)();
+                Ok(rpc::DelNetworkReply {
+                    success: true,
+                    ip_allocations: vec![AddressService::allocation(&r.pod)],
+                    ..Default::default()
+                })
+            }
+            ReleaseOutcome::Unknown => Err(RpcError::new(
+                RpcCode::NotFound,
+                format!("no address is assigned to {key}"),
+            )),
+        }
+    }
+
+    fn status(&self) -> rpc::StatusReply {
+        let now = self.clock.now();
+        let st = lock(&self.state);
+        let s = st.ds.stats(now);
+        let free = s.available().saturating_sub(s.cooling);
+        if !st.ready {
+            return rpc::StatusReply {
+                ready: false,
+                message: "ipamd is starting".into(),
+            };
+        }
+        rpc::StatusReply {
+            ready: free > 0,
+            message: format!(
+                "{free} of {} addresses free ({} assigned, {} cooling down)",
+                s.total, s.assigned, s.cooling
+            ),
+        }
+    }
+
+    fn gc_network(&self, req: &rpc::GcRequest) -> Result<rpc::GcReply, RpcError> {
+        let now = self.clock.now();
+        let mut st = lock(&self.state);
+        let stale: Vec<IpamKey> = st
+            .ds
+            .allocations()
+            .map(|(_, a)| a.key.clone())
+            .filter(|k| {
+                k.network_name == req.network_name
+                    && !req
+                        .valid
+                        .iter()
+                        .any(|v| v.container_id == k.container_id && v.if_name == k.if_name)
+            })
+            .collect();
+        let mut released = Vec::new();
+        let mut undos = Vec::new();
+        for key in stale {
+            if let ReleaseOutcome::Released(r) = st.ds.unassign(&key, now) {
+                let r = *r;
+                released.push(rpc::Released {
+                    key: rpc::AttachmentKey {
+                        container_id: key.container_id.clone(),
+                        if_name: key.if_name.clone(),
+                    },
+                    ipv4_addr: r.pod.address.to_string(),
+                    k8s_pod_namespace: r.allocation.metadata.namespace.clone(),
+                    k8s_pod_name: r.allocation.metadata.name.clone(),
+                });
+                undos.push(r.undo);
+            }
+        }
+        if !released.is_empty() {
+            if let Err(e) = self.persist(&mut st) {
+                for u in undos.into_iter().rev() {
+                    st.ds.undo(u);
+                }
+                return Err(RpcError::new(
+                    RpcCode::Internal,
+                    format!("nothing released: the checkpoint could not be written: {e}"),
+                ));
+            }
+            drop(st);
+            (self.wake)();
+        }
+        Ok(rpc::GcReply { released })
+    }
+}
+
+impl AddressService {
+    /// The shared state (the loop and the HTTP side read it).
+    pub fn state(&self) -> &Arc<Mutex<NodeState>> {
+        &self.state
+    }
+}
+
+/// A checkpoint sink that keeps nothing: for nodes where the datastore is rebuilt on every start
+/// (tests of the protocol only).
+#[derive(Debug, Default)]
+pub struct NoCheckpoint;
+
+impl CheckpointSink for NoCheckpoint {
+    fn save(&self, _: &CheckpointData) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Convenience for callers that want one of these over a fresh state.
+pub fn shared(ds: Datastore, pool: Pool) -> Arc<Mutex<NodeState>> {
+    Arc::new(Mutex::new(NodeState {
+        ds,
+        pool,
+        ready: false,
+        counters: Counters::default(),
+    }))
+}
