@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 pub mod config;
 pub mod max_pods;
+pub mod plan;
 
 const USAGE: &str = "\
 usage: vpc-cni <command> [options]
@@ -17,6 +18,7 @@ commands:
   cni         run the CNI plugin (same as argv[0] aws-cni)
   max-pods    print the kubelet --max-pods value for an instance type
   config      print the effective configuration from the environment as JSON
+  plan        plan a subnet's addresses for instance groups by running the warm-pool planner
   install-cni install aws-cni into HOST_CNI_BIN_PATH and 10-aws.conflist into HOST_CNI_CONFDIR_PATH
 
 options:
@@ -51,6 +53,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Some("cni") => crate::cni::plugin_main(),
         Some("max-pods") => max_pods::main(&rest),
         Some("config") => config::main(&rest),
+        Some("plan") => plan::main(&rest),
         Some("install-cni") => crate::cni::install::cli_main(&rest),
         _ => {
             eprintln!("vpc-cni: unknown command {cmd:?}\n\n{USAGE}");
