@@ -528,8 +528,10 @@ impl PoolConfigParts {
     fn config(&self) -> PoolConfig {
         PoolConfig {
             warm_eni_target: self.settings.warm_eni_target,
-            warm_ip_target: self.settings.warm_ip_target,
-            minimum_ip_target: self.settings.minimum_ip_target,
+            warm_ip_target: (self.settings.warm_ip_target > 0)
+                .then_some(self.settings.warm_ip_target),
+            minimum_ip_target: (self.settings.minimum_ip_target > 0)
+                .then_some(self.settings.minimum_ip_target),
             warm_prefix_target: self.settings.warm_prefix_target,
             max_eni: self.settings.max_eni,
             max_pods: self.max_pods,
@@ -578,7 +580,7 @@ impl Node<'_> {
     /// One EC2 call against the model. Limit violations (which the planner never asks for) are
     /// answered as EC2 would, with an error that is not a capacity error.
     fn run(&mut self, kind: &ActionKind) -> Result<Completed, Refusal> {
-        let slots = self.limits.slots_per_eni() as usize;
+        let slots = self.limits.secondary_ipv4_per_eni() as usize;
         match kind {
             ActionKind::CreateEni {
                 addresses,
@@ -1014,10 +1016,7 @@ fn type_spec(g: &GroupInput, s: &Settings) -> Result<(TypeSpec, u32, bool), Plan
     };
     Ok((
         TypeSpec {
-            limits: InstanceLimits {
-                max_enis: u32::from(l.enis),
-                ipv4_per_eni: u32::from(l.ipv4_per_eni),
-            },
+            limits: l,
             mode,
             pool: PoolConfigParts {
                 settings: *s,
