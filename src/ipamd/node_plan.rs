@@ -920,7 +920,7 @@ mod tests {
                 _ => None,
             }
         };
-        let (c, _) = Config::from_env(&env).unwrap();
+        let (c, _) = Config::from_env(env).unwrap();
         let s = NodeSettings::from_config(&c);
         assert_eq!(s.eni_mtu, 1500);
         assert!(s.external_snat && s.node_port_support);
