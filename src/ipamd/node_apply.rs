@@ -172,7 +172,7 @@ impl NodeKernel {
     }
 
     /// The name of the link with `mac` (e.g. to report the primary interface).
-    pub fn link_name(&mut self, mac: MacAddr) -> Step<String> {
+    pub fn link_name(&mut self, mac: MacAddr) -> Result<String, NodeWiringCause> {
         self.links.remove(&mac);
         Ok(self.link(mac)?.name)
     }
