@@ -57,7 +57,7 @@ pub struct NodeWiringError {
     /// Index of the failed step in the plan.
     pub index: usize,
     /// The step.
-    pub op: NodeOp,
+    pub op: Box<NodeOp>,
     /// Why it failed.
     pub cause: NodeWiringCause,
 }
@@ -165,7 +165,7 @@ impl NodeKernel {
             log::debug!("node wiring: {op}");
             self.run(op).map_err(|cause| NodeWiringError {
                 index,
-                op: op.clone(),
+                op: Box::new(op.clone()),
                 cause,
             })?;
         }
@@ -173,7 +173,7 @@ impl NodeKernel {
     }
 
     /// The name of the link with `mac` (e.g. to report the primary interface).
-    pub fn link_name(&mut self, mac: MacAddr) -> Step<String> {
+    pub fn link_name(&mut self, mac: MacAddr) -> Result<String, NodeWiringCause> {
         self.links.remove(&mac);
         Ok(self.link(mac)?.name)
     }
@@ -239,13 +239,21 @@ impl NodeKernel {
                 let want = nl(IpNet::new(IpAddr::V4(*addr), *prefix_len).map_err(|e| {
                     netlink::Error::new("address", netlink::Cause::Invalid(e.to_string()))
                 }))?;
-                let have = nl(self.nl.addresses(Some(Family::V4), Some(l.index)))?;
+                let mut have = nl(self.nl.addresses(Some(Family::V4), Some(l.index)))?;
                 // Others go first: deleting a primary address after adding a second one in the same
-                // subnet would take the new (secondary) one with it.
-                for a in &have {
-                    if a.prefix != want && is_global(a.prefix.addr()) {
-                        nl(self.nl.delete_address(l.index, a.prefix))?;
-                    }
+                // subnet would take the new (secondary) one with it. For the same reason the list is
+                // read again after a deletion (without promote_secondaries the wanted address may
+                // have gone with a stale primary).
+                let stale: Vec<IpNet> = have
+                    .iter()
+                    .map(|a| a.prefix)
+                    .filter(|p| *p != want && is_global(p.addr()))
+                    .collect();
+                for p in &stale {
+                    nl(self.nl.delete_address(l.index, *p))?;
+                }
+                if !stale.is_empty() {
+                    have = nl(self.nl.addresses(Some(Family::V4), Some(l.index)))?;
                 }
                 if have.iter().any(|a| a.prefix == want) {
                     return Ok(());
