@@ -158,7 +158,6 @@ impl NodeKernel {
     }
 
     /// Runs `ops` in order, stopping at the first failure.
-    #[allow(clippy::result_large_err)]
     pub fn apply(&mut self, ops: &[NodeOp]) -> Result<(), NodeWiringError> {
         self.links.clear();
         for (index, op) in ops.iter().enumerate() {
