@@ -39,7 +39,11 @@ fn grow(node: &mut Node, n: u32) -> Vec<(u32, u32, u32, u32)> {
         let (t, e, f) = node.shape();
         rows.push((p, t, e, f));
     }
-    assert!(node.ec2.violations.is_empty(), "{:?}", node.ec2.violations);
+    assert!(
+        node.ec2().violations.is_empty(),
+        "{:?}",
+        node.ec2().violations
+    );
     rows
 }
 
@@ -233,7 +237,7 @@ fn warm_eni_frees_empty_enis_only_after_a_minute_and_keeps_the_primary() {
     assert_eq!(node.shape(), (29, 1, 29));
     // Both freed ENIs were more than 60 s old and their addresses out of cooldown by then.
     for (eni, at) in &freed {
-        let attached = node.ec2.enis.get(eni).map(|e| e.attached_at);
+        let attached = node.ec2().enis.get(eni).map(|e| e.attached_at);
         assert!(attached.is_none(), "{eni} still attached in EC2");
         let _ = at;
     }
@@ -327,12 +331,13 @@ fn unmanaged_enis_take_a_slot_but_never_get_addresses_or_get_freed() {
             node.now,
         )
         .unwrap();
-    node.ec2.enis.insert(
+    node.ec2().enis.insert(
         "eni-user".into(),
         ipam_support::FakeEni {
             device_number: 1,
             attached_at: node.now,
             cidrs: vec![],
+            attached: true,
         },
     );
     grow(&mut node, 10);
@@ -378,8 +383,8 @@ fn addresses_reconcile_brings_back_past_max_pods_are_released() {
     assert_eq!(node.shape(), (6, 2, 3), "grown to max pods over two ENIs");
     // EC2 holds two more addresses on eni-1 than the datastore knows of.
     for _ in 0..2 {
-        let a = node.ec2.new_address();
-        node.ec2
+        let a = node.ec2().new_address();
+        node.ec2()
             .enis
             .get_mut("eni-1")
             .unwrap()
@@ -390,7 +395,7 @@ fn addresses_reconcile_brings_back_past_max_pods_are_released() {
     assert_eq!(node.shape().0, 8);
     assert!(node.settle(3, 50).is_some());
     assert_eq!(node.shape(), (6, 2, 3), "surplus released");
-    let on_ec2: usize = node.ec2.enis.values().map(|e| e.cidrs.len()).sum();
+    let on_ec2: usize = node.ec2().enis.values().map(|e| e.cidrs.len()).sum();
     assert_eq!(on_ec2, 6, "EC2 was told to unassign the surplus");
     for (p, a) in (1..=3).zip(&pods) {
         assert_eq!(node.ds.lookup(&key(p)).map(|x| x.address), Some(*a));
@@ -412,8 +417,8 @@ fn prefixes_reconcile_brings_back_past_max_pods_are_released() {
     assert!(node.settle(3, 50).is_some());
     assert_eq!(node.shape().0, 32, "two /28s cover max pods 20");
     for _ in 0..2 {
-        let p = node.ec2.new_prefix();
-        node.ec2.enis.get_mut("eni-0").unwrap().cidrs.push(p);
+        let p = node.ec2().new_prefix();
+        node.ec2().enis.get_mut("eni-0").unwrap().cidrs.push(p);
     }
     assert!(node.reconcile());
     assert_eq!(node.shape().0, 64);
@@ -426,9 +431,9 @@ fn prefixes_reconcile_brings_back_past_max_pods_are_released() {
 fn leftovers_of_the_other_mode_are_released_once_free_and_cool() {
     let mut node = Node::new(AddressMode::PrefixIpv4, PoolConfig::default(), M5_LARGE);
     // The node ran in secondary-address mode before: two /32s on the primary ENI, one still used.
-    let a1 = node.ec2.new_address();
-    let a2 = node.ec2.new_address();
-    node.ec2
+    let a1 = node.ec2().new_address();
+    let a2 = node.ec2().new_address();
+    node.ec2()
         .enis
         .get_mut("eni-0")
         .unwrap()

@@ -195,11 +195,11 @@ fn start(s: &Scenario) -> Node {
     // Blocks of the other mode left by an earlier run of the node.
     for _ in 0..s.leftovers {
         let c = if s.mode == AddressMode::PrefixIpv4 {
-            Ipv4Cidr::host(node.ec2.new_address())
+            Ipv4Cidr::host(node.ec2().new_address())
         } else {
-            node.ec2.new_prefix()
+            node.ec2().new_prefix()
         };
-        node.ec2.enis.get_mut("eni-0").unwrap().cidrs.push(c);
+        node.ec2().enis.get_mut("eni-0").unwrap().cidrs.push(c);
         if c.is_host() {
             node.ds.add_ipv4_addresses("eni-0", &[c.addr()]).unwrap();
         } else {
@@ -234,9 +234,10 @@ fn check_action(node: &Node, a: &Action, m: &Model) -> Result<(), String> {
             .try_for_each(|p| block_is_releasable(p, m, now)),
         ActionKind::FreeEni { eni } => {
             let e = node
-                .ec2
+                .ec2()
                 .enis
                 .get(eni)
+                .cloned()
                 .ok_or(format!("free of unknown {eni}"))?;
             if e.device_number == 0 {
                 return Err("freed the primary ENI".into());
@@ -308,10 +309,7 @@ fn tick(node: &mut Node, m: &Model, ec2: Ec2) -> Result<usize, String> {
     let actions = node.pool.plan(&mut node.ds, node.now);
     for a in &actions {
         check_action(node, a, m)?;
-        let outcome = node.ec2.execute(a, node.now, fail);
-        node.pool
-            .record_outcome(&mut node.ds, outcome, node.now)
-            .map_err(|e| e.to_string())?;
+        node.execute(a, fail)?;
     }
     node.advance(Duration::from_secs(5));
     Ok(actions.len())
@@ -401,8 +399,8 @@ fn invariants(node: &Node, m: &Model) -> Result<(), String> {
             "datastore assignments {live:?} differ from model {want:?}"
         ));
     }
-    if !node.ec2.violations.is_empty() {
-        return Err(format!("EC2 limit violations: {:?}", node.ec2.violations));
+    if !node.ec2().violations.is_empty() {
+        return Err(format!("EC2 limit violations: {:?}", node.ec2().violations));
     }
     let slots = node.limits.secondary_ipv4_per_eni() as usize;
     if node.ds.enis().count() as u32 > node.pool.max_enis() {
@@ -417,9 +415,10 @@ fn invariants(node: &Node, m: &Model) -> Result<(), String> {
             ));
         }
         let in_ec2 = node
-            .ec2
+            .ec2()
             .enis
             .get(e.id())
+            .cloned()
             .ok_or(format!("{} not in EC2", e.id()))?;
         if let Some(c) = e.ipv4_cidrs().find(|c| !in_ec2.cidrs.contains(c)) {
             return Err(format!("datastore has {c} on {} but EC2 does not", e.id()));
