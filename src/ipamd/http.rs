@@ -498,7 +498,10 @@ fn accept_loop(listener: &Listener, tx: &SyncSender<Conn>, stop: &AtomicBool) {
 
 /// Answers `503` without ever blocking the accept thread, then closes.
 fn refuse_busy(mut conn: Conn) {
-    log::debug!("http: all workers busy, refusing a connection from {}", conn.peer());
+    log::debug!(
+        "http: all workers busy, refusing a connection from {}",
+        conn.peer()
+    );
     if conn.set_nonblocking(true).is_ok() {
         let body = "busy, try again\n";
         let msg = format!(
@@ -666,7 +669,10 @@ fn serve_connection(mut conn: Conn, handler: &Handler, opts: &ServerOptions) {
     let deadline = Instant::now() + opts.header_timeout;
     let (response, head_only) = match read_head(&mut conn, deadline, opts.max_header_bytes) {
         Err(HeadError::Gone) => return,
-        Err(HeadError::Timeout) => (Response::text(408, "request head not received in time\n"), false),
+        Err(HeadError::Timeout) => (
+            Response::text(408, "request head not received in time\n"),
+            false,
+        ),
         Err(HeadError::TooLarge) => (Response::text(431, "request head too large\n"), false),
         Ok(head) => match parse_head(&head) {
             Err(r) => {
@@ -732,15 +738,27 @@ mod tests {
         assert_eq!(r.header("user-agent"), Some("curl"));
         let r = parse_head(b"HEAD http://h:1/metrics HTTP/1.0\n\n").expect("absolute form");
         assert_eq!((r.method, r.path.as_str()), (Method::Head, "/metrics"));
-        assert_eq!(parse_head(b"POST / HTTP/1.1\r\n\r\n").map_err(|e| e.status), Err(405));
-        assert_eq!(parse_head(b"GET / HTTP/2\r\n\r\n").map_err(|e| e.status), Err(505));
+        assert_eq!(
+            parse_head(b"POST / HTTP/1.1\r\n\r\n").map_err(|e| e.status),
+            Err(405)
+        );
+        assert_eq!(
+            parse_head(b"GET / HTTP/2\r\n\r\n").map_err(|e| e.status),
+            Err(505)
+        );
         assert_eq!(parse_head(b"GET /\r\n\r\n").map_err(|e| e.status), Err(400));
-        assert_eq!(parse_head(b"GET * HTTP/1.1\r\n\r\n").map_err(|e| e.status), Err(400));
+        assert_eq!(
+            parse_head(b"GET * HTTP/1.1\r\n\r\n").map_err(|e| e.status),
+            Err(400)
+        );
         assert_eq!(
             parse_head(b"GET / HTTP/1.1\r\nno colon\r\n\r\n").map_err(|e| e.status),
             Err(400)
         );
-        assert_eq!(parse_head(b"get / HTTP/1.1\r\n\r\n").map_err(|e| e.status), Err(400));
+        assert_eq!(
+            parse_head(b"get / HTTP/1.1\r\n\r\n").map_err(|e| e.status),
+            Err(400)
+        );
     }
 
     #[test]

@@ -367,7 +367,14 @@ impl Family {
         let labels = sorted_labels(labels);
         let mut lines = String::new();
         write_sample(&mut lines, self.name, "_sum", &labels, None, sum);
-        write_sample(&mut lines, self.name, "_count", &labels, None, Num::U(count));
+        write_sample(
+            &mut lines,
+            self.name,
+            "_count",
+            &labels,
+            None,
+            Num::U(count),
+        );
         self.metrics.push((labels, lines));
     }
 
@@ -379,9 +386,23 @@ impl Family {
             let mut le_text = String::new();
             Num::F(le).write(&mut le_text);
             let n = u64::from(value <= le);
-            write_sample(&mut lines, self.name, "_bucket", &labels, Some(&le_text), Num::U(n));
+            write_sample(
+                &mut lines,
+                self.name,
+                "_bucket",
+                &labels,
+                Some(&le_text),
+                Num::U(n),
+            );
         }
-        write_sample(&mut lines, self.name, "_bucket", &labels, Some("+Inf"), Num::U(1));
+        write_sample(
+            &mut lines,
+            self.name,
+            "_bucket",
+            &labels,
+            Some("+Inf"),
+            Num::U(1),
+        );
         write_sample(&mut lines, self.name, "_sum", &labels, None, Num::F(value));
         write_sample(&mut lines, self.name, "_count", &labels, None, Num::U(1));
         self.metrics.push((labels, lines));
