@@ -762,3 +762,75 @@ fn bind_errors_name_the_address() {
 fn metrics_listen_on_all_interfaces_port_61678_by_default() {
     assert_eq!(metrics::metrics_bind_address().display(), "0.0.0.0:61678");
 }
+
+const EMFILE_CHILD: &str = "VCNI_HTTP_EMFILE_CHILD";
+
+/// Runs [`emfile_child`] in a child process: it lowers the file-descriptor limit, which would
+/// disturb the other tests of this process.
+#[test]
+fn accept_survives_running_out_of_file_descriptors() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "emfile_child", "--nocapture", "--test-threads=1"])
+        .env(EMFILE_CHILD, "1")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("emfile child: served after EMFILE"), "{text}");
+}
+
+#[test]
+fn emfile_child() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    if std::env::var_os(EMFILE_CHILD).is_none() {
+        return; // only meaningful inside accept_survives_running_out_of_file_descriptors
+    }
+    let d = daemon();
+    let opts = ServerOptions {
+        workers: 1,
+        header_timeout: Duration::from_secs(10),
+        ..ServerOptions::default()
+    };
+    let h = serve(&local(), opts, introspection_handler(&d));
+    let addr = tcp_addr(&h);
+    let saved = getrlimit(Resource::Nofile);
+    // New descriptors take the lowest free numbers, below the limit: allow five more.
+    let used: std::collections::BTreeSet<u64> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .collect();
+    let fifth_free = (0..).filter(|n| !used.contains(n)).nth(4).unwrap();
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(fifth_free + 1),
+            maximum: saved.maximum,
+        },
+    )
+    .unwrap();
+    // Connect until this process (client and server together) is out of descriptors.
+    let mut clients = Vec::new();
+    loop {
+        match TcpStream::connect(addr) {
+            Ok(s) => clients.push(s),
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(24), "expected EMFILE, got {e}");
+                break;
+            }
+        }
+        assert!(clients.len() < 64, "the descriptor limit did not bite");
+    }
+    // Let the accept thread hit EMFILE on the last connection(s) and back off.
+    thread::sleep(Duration::from_millis(200));
+    let mut last = clients.pop().unwrap();
+    drop(clients);
+    setrlimit(Resource::Nofile, saved).unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let a = exchange(&mut last, b"GET /healthz HTTP/1.1\r\n\r\n");
+    assert_eq!(a.status, 200);
+    assert_eq!(get(addr, "/healthz").status, 200);
+    println!("emfile child: served after EMFILE");
+    h.shutdown();
+}

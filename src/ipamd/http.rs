@@ -331,9 +331,10 @@ impl HttpServer {
             local: local.clone(),
             unix_id,
         };
+        // Linux thread names hold 15 bytes.
         let name = match &local {
-            BindAddress::Tcp(a) => format!("http-{}", a.port()),
-            BindAddress::Unix(_) => "http-unix".to_string(),
+            BindAddress::Tcp(a) => format!("http{}", a.port()),
+            BindAddress::Unix(_) => "httpunix".to_string(),
         };
         for i in 0..opts.workers.max(1) {
             let rx = Arc::clone(&rx);
@@ -346,7 +347,7 @@ impl HttpServer {
             handle.workers.push(w);
         }
         let a = thread::Builder::new()
-            .name(format!("{name}-accept"))
+            .name(format!("{name}-acc"))
             .spawn(move || accept_loop(&listener, &tx, &stop))?;
         handle.accept = Some(a);
         Ok(handle)
@@ -510,6 +511,15 @@ fn refuse_busy(mut conn: Conn) {
         );
         let _ = conn.write(msg.as_bytes());
         conn.shutdown_write();
+        // Read what the client already sent: closing with unread data would reset the connection
+        // and could destroy the 503 before the client reads it.
+        let mut sink = [0u8; 4096];
+        for _ in 0..4 {
+            match conn.read(&mut sink) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
     }
 }
 
