@@ -511,14 +511,22 @@ fn refuse_busy(mut conn: Conn) {
         );
         let _ = conn.write(msg.as_bytes());
         conn.shutdown_write();
-        // Read what the client already sent: closing with unread data would reset the connection
-        // and could destroy the 503 before the client reads it.
-        let mut sink = [0u8; 4096];
-        for _ in 0..4 {
-            match conn.read(&mut sink) {
-                Ok(n) if n > 0 => {}
-                _ => break,
-            }
+        drain(&mut conn);
+    }
+}
+
+/// Reads, without waiting, what the client already sent beyond the request head (a body, a
+/// pipelined request): closing with unread data resets the connection, and the reset can destroy
+/// the answer before the client reads it.
+fn drain(conn: &mut Conn) {
+    if conn.set_nonblocking(true).is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    for _ in 0..4 {
+        match conn.read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
         }
     }
 }
@@ -710,6 +718,7 @@ fn serve_connection(mut conn: Conn, handler: &Handler, opts: &ServerOptions) {
     };
     let _ = write_response(&mut conn, &response, head_only);
     conn.shutdown_write();
+    drain(&mut conn);
 }
 
 fn write_response(conn: &mut Conn, r: &Response, head_only: bool) -> io::Result<()> {
