@@ -15,6 +15,10 @@ pub mod signals;
 pub mod node_apply;
 pub mod node_plan;
 
+pub mod http;
+pub mod introspection;
+pub mod metrics;
+
 use std::process::ExitCode;
 
 use crate::config::Config;
