@@ -973,6 +973,16 @@ pub fn main_with(cfg: Config, net: Box<dyn NodeNet>) -> i32 {
         }
     });
     let service = Arc::new(daemon.address_service(wake));
+    let ready = super::introspection::ReadinessFlag::new("ipamd is starting");
+    let startup = Arc::new(Mutex::new(None));
+    let http = super::serve::start(super::serve::Sources {
+        config: Arc::new(daemon.config().clone()),
+        state: daemon.state.clone(),
+        clock: daemon.clock().clone(),
+        api: daemon.api_stats.clone(),
+        startup: startup.clone(),
+        ready: ready.clone(),
+    });
     let socket = crate::rpc::socket_path_from_env();
     let server =
         match crate::rpc::Server::bind(&socket).and_then(|s| s.spawn(service, RPC_DEADLINE)) {
@@ -994,6 +1004,10 @@ pub fn main_with(cfg: Config, net: Box<dyn NodeNet>) -> i32 {
     }
     daemon.set_ready();
     daemon.startup.total = started.elapsed();
+    ready.set_ready();
+    if let Ok(mut s) = startup.lock() {
+        *s = Some(daemon.startup.clone());
+    }
     let s = &daemon.startup;
     info!(
         "ready in {} ms: {} ms own work, {} ms waiting on IMDS, {} ms on EC2; steps: {}",
@@ -1014,6 +1028,7 @@ pub fn main_with(cfg: Config, net: Box<dyn NodeNet>) -> i32 {
     info!("{} received: stopping", super::signals::name(sig));
     let _ = notifier.notify("STOPPING=1");
     server.shutdown();
+    drop(http);
     match daemon.flush() {
         Ok(()) => {
             info!("checkpoint flushed; bye");

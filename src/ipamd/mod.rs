@@ -10,6 +10,7 @@ pub mod kernel_node;
 pub mod manager;
 pub mod notify;
 pub mod reconcile;
+pub mod serve;
 pub mod signals;
 
 pub mod node_apply;
