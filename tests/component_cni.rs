@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/cni_client.rs"]
+mod cni_client;
 #[path = "support/netns.rs"]
 mod netns;
 
@@ -182,29 +184,8 @@ impl AddressManager for NodeIpam {
 
 fn go_client() -> &'static Path {
     static CLIENT: OnceLock<PathBuf> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        // Under target/ (not /tmp): a static cannot clean up after itself, and the Go cache is reused.
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cni-client");
-        std::fs::create_dir_all(dir.join("gopath")).unwrap();
-        let out = dir.join("cni-client");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cni-client/main.go");
-        let status = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .env("GO111MODULE", "off")
-            .env(
-                "GOPATH",
-                format!("{}:/usr/share/gocode", dir.join("gopath").display()),
-            )
-            .env("GOPROXY", "off")
-            .env("GOFLAGS", "")
-            .env("GOCACHE", dir.join("gocache"))
-            .status()
-            .expect("run go build (apt-get install golang-go golang-github-appc-cni-dev)");
-        assert!(status.success(), "go build of tests/cni-client failed");
-        out
-    })
+    // libcni v1.3 (tests/cni-client), built by scripts/build-peers into its cache.
+    CLIENT.get_or_init(cni_client::go_client)
 }
 
 struct Node {

@@ -1,12 +1,19 @@
 // cni-client drives a CNI network configuration list through libcni, the library the kubelet's runtimes use
 // (conflist chaining, prevResult, result cache, CHECK, version negotiation).
 //
+// It is a Go module (go.mod beside this file) on libcni v1.3, which speaks CNI 1.1: besides ADD, CHECK and DEL it
+// drives STATUS and GC the way a runtime does. scripts/build-peers builds it (and the official cnitool of the same
+// libcni release) into the peer cache.
+//
 // Usage: cni-client -conflist FILE -path DIR[:DIR...] -cache DIR
 //
 // It reads one JSON request per line on stdin:
 //
 //	{"op":"add|check|del","containerID":"…","netns":"/var/run/netns/x","ifname":"eth0",
 //	 "args":[["K8S_POD_NAMESPACE","ns"],["K8S_POD_NAME","p"]],"capabilityArgs":{…}}
+//	{"op":"status"}
+//	{"op":"gc","validAttachments":[{"containerID":"…","ifname":"eth0"}]}
+//	{"op":"version","plugin":"aws-cni"}
 //
 // and answers one JSON line per request:
 //
@@ -28,6 +35,7 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
 )
 
 type request struct {
@@ -37,6 +45,10 @@ type request struct {
 	IfName         string                 `json:"ifname"`
 	Args           [][2]string            `json:"args"`
 	CapabilityArgs map[string]interface{} `json:"capabilityArgs"`
+	// ValidAttachments is the GC keep-list (op "gc"); absent means "keep nothing".
+	ValidAttachments []types.GCAttachment `json:"validAttachments"`
+	// Plugin is the plugin type whose VERSION is asked (op "version").
+	Plugin string `json:"plugin"`
 }
 
 type answer struct {
@@ -80,6 +92,7 @@ func main() {
 		ctx := context.Background()
 		start := time.Now()
 		var res types.Result
+		var versions []string
 		switch req.Op {
 		case "add":
 			res, err = cni.AddNetworkList(ctx, list, rt)
@@ -87,6 +100,15 @@ func main() {
 			err = cni.CheckNetworkList(ctx, list, rt)
 		case "del":
 			err = cni.DelNetworkList(ctx, list, rt)
+		case "status":
+			err = cni.GetStatusNetworkList(ctx, list)
+		case "gc":
+			err = cni.GCNetworkList(ctx, list, &libcni.GCArgs{ValidAttachments: req.ValidAttachments})
+		case "version":
+			var info version.PluginInfo
+			if info, err = cni.GetVersionInfo(ctx, req.Plugin); err == nil {
+				versions = info.SupportedVersions()
+			}
 		default:
 			err = fmt.Errorf("unknown op %q", req.Op)
 		}
@@ -104,6 +126,9 @@ func main() {
 				ans.Ok = false
 				ans.Error = &types.Error{Code: 999, Msg: "marshal result: " + mErr.Error()}
 			}
+			ans.Result = raw
+		} else if versions != nil {
+			raw, _ := json.Marshal(map[string][]string{"supportedVersions": versions})
 			ans.Result = raw
 		}
 		if err := out.Encode(&ans); err != nil {
