@@ -1,0 +1,347 @@
+//! ipamd as a real process on a VPC-in-a-box node, and pods added through the libcni client
+//! (include with `#[path = "support/ipamd_node.rs"] mod ipamd_node;` after `vpcsim`, `netns`,
+//! `tempdir` and `cni_client`).
+//!
+//! [`Ipamd::start`] runs our binary as `aws-k8s-agent` inside the node's namespace with the node's
+//! environment (EC2 and IMDS endpoints, credentials) plus the test's settings, and waits until the
+//! plugin socket says it is ready. [`Ipamd::add_pod`] creates a pod namespace and runs CNI ADD through
+//! libcni with the conflist ipamd wrote; [`Pod`]s are deleted (CNI DEL, namespace removed) on drop.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use vpc_cni::rpc;
+
+use super::cni_client;
+use super::netns::TestNs;
+use super::tempdir::TempDir;
+use super::vpcsim::{Node, VpcSim};
+
+/// Reference CNI plugins chained in the conflist (Debian's containernetworking-plugins).
+pub const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
+
+/// One ipamd process on one sim node.
+pub struct Ipamd {
+    pub node: Node,
+    pub dir: TempDir,
+    pub env: BTreeMap<String, String>,
+    child: Option<Child>,
+    client: Option<CniClient>,
+}
+
+/// A libcni client process (one JSON request per line).
+struct CniClient {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+/// A pod networked by our plugin.
+#[derive(Debug)]
+pub struct Pod {
+    pub ns: TestNs,
+    pub name: String,
+    pub container_id: String,
+    pub ip: Ipv4Addr,
+    pub result: Value,
+}
+
+impl Ipamd {
+    /// The node's namespace.
+    pub fn netns(&self) -> &str {
+        self.node.namespace.as_deref().unwrap()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.0.join("ipamd.sock")
+    }
+
+    pub fn checkpoint(&self) -> PathBuf {
+        self.dir.0.join("ipam.json")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.0.join("ipamd.log")
+    }
+
+    /// Starts ipamd on `node` with `settings` (variable, value) on top of the node's environment.
+    pub fn start(node: &Node, settings: &[(&str, &str)]) -> Ipamd {
+        let dir = TempDir::new("ipamd");
+        let mut env: BTreeMap<String, String> = node.netns_env.iter().cloned().collect();
+        for (k, v) in [
+            ("AWS_VPC_K8S_CNI_BACKING_STORE", dir.0.join("ipam.json")),
+            ("HOST_CNI_BIN_PATH", dir.0.join("bin")),
+            ("HOST_CNI_CONFDIR_PATH", dir.0.join("net.d")),
+            ("AWS_VPC_K8S_CNI_LOG_FILE", dir.0.join("ipamd.log")),
+            ("AWS_VPC_K8S_PLUGIN_LOG_FILE", dir.0.join("plugin.log")),
+            (rpc::SOCKET_ENV, dir.0.join("ipamd.sock")),
+        ] {
+            env.insert(k.to_string(), v.display().to_string());
+        }
+        env.insert("AWS_VPC_K8S_CNI_LOGLEVEL".into(), "DEBUG".into());
+        // The metrics port is per node namespace: each node's own.
+        for (k, v) in settings {
+            env.insert((*k).to_string(), (*v).to_string());
+        }
+        std::fs::create_dir_all(dir.0.join("sbin")).unwrap();
+        let agent = dir.0.join("sbin/aws-k8s-agent");
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vpc-cni"), &agent).unwrap();
+        let mut d = Ipamd {
+            node: node.clone(),
+            dir,
+            env,
+            child: None,
+            client: None,
+        };
+        d.spawn();
+        d.wait_ready(Duration::from_secs(60));
+        d
+    }
+
+    /// Starts the process again (after [`kill9`](Self::kill9) or [`stop`](Self::stop)) with the same
+    /// files.
+    pub fn restart(&mut self) {
+        self.spawn();
+        self.wait_ready(Duration::from_secs(60));
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.0.join("ipamd.stderr"))
+            .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", self.netns()])
+            .arg(self.dir.0.join("sbin/aws-k8s-agent"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&self.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// Waits until the plugin socket answers STATUS ready; panics with the log otherwise.
+    pub fn wait_ready(&mut self, budget: Duration) {
+        let began = Instant::now();
+        let client = rpc::Client::new(self.socket(), Duration::from_secs(2));
+        while began.elapsed() < budget {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("ipamd exited with {status} before it was ready:\n{}", self.log());
+                }
+            }
+            if let Ok(s) = client.status() {
+                if s.ready {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("ipamd not ready after {budget:?}:\n{}", self.log());
+    }
+
+    /// ipamd's log so far.
+    pub fn log(&self) -> String {
+        let mut s = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        s.push_str(&std::fs::read_to_string(self.dir.0.join("ipamd.stderr")).unwrap_or_default());
+        s
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // `ip netns exec` execs the program: the child is ipamd itself.
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let pid = rustix::process::Pid::from_raw(c.id() as i32)?;
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let began = Instant::now();
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.code();
+            }
+            if began.elapsed() > Duration::from_secs(20) {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn client(&mut self) -> &mut CniClient {
+        if self.client.is_none() {
+            let netns = self.netns().to_string();
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", &netns])
+                .arg(cni_client::go_client())
+                .arg("-conflist")
+                .arg(self.dir.0.join("net.d/10-aws.conflist"))
+                .arg("-path")
+                .arg(format!("{}:{REFERENCE_PLUGINS}", self.dir.0.join("bin").display()))
+                .arg("-cache")
+                .arg(self.dir.0.join("cni-cache"))
+                .env(rpc::SOCKET_ENV, self.socket())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stdin = child.stdin.take().unwrap();
+            let stdout = BufReader::new(child.stdout.take().unwrap());
+            self.client = Some(CniClient {
+                child,
+                stdin,
+                stdout,
+            });
+        }
+        self.client.as_mut().unwrap()
+    }
+
+    /// One libcni operation; returns the client's answer (`ok`, `result` or `error`).
+    pub fn cni(&mut self, op: &str, container_id: &str, netns: &Path, pod: &str) -> Value {
+        let req = json!({
+            "op": op,
+            "containerID": container_id,
+            "netns": netns,
+            "ifname": "eth0",
+            "args": [["K8S_POD_NAMESPACE", "default"], ["K8S_POD_NAME", pod],
+                     ["K8S_POD_INFRA_CONTAINER_ID", container_id]],
+        });
+        let c = self.client();
+        writeln!(c.stdin, "{req}").unwrap();
+        c.stdin.flush().unwrap();
+        let mut line = String::new();
+        c.stdout.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("client answer {line:?}: {e}"))
+    }
+
+    /// Creates a pod namespace and adds it; panics with the CNI error if ADD fails.
+    pub fn add_pod(&mut self, name: &str) -> Pod {
+        self.try_add_pod(name)
+            .unwrap_or_else(|e| panic!("ADD {name}: {e}\n{}", self.log()))
+    }
+
+    /// Like [`add_pod`](Self::add_pod), but returns the CNI error (the namespace is removed then).
+    pub fn try_add_pod(&mut self, name: &str) -> Result<Pod, Value> {
+        let ns = TestNs::new("pod");
+        let container_id = format!("c-{name}");
+        let a = self.cni("add", &container_id, &ns.path(), name);
+        if a["ok"] != json!(true) {
+            return Err(a["error"].clone());
+        }
+        let ip: Ipv4Addr = a["result"]["ips"][0]["address"]
+            .as_str()
+            .and_then(|s| s.split('/').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {a}"));
+        Ok(Pod {
+            ns,
+            name: name.to_string(),
+            container_id,
+            ip,
+            result: a["result"].clone(),
+        })
+    }
+
+    /// CNI DEL of a pod, then its namespace goes.
+    pub fn del_pod(&mut self, pod: Pod) {
+        let a = self.cni("del", &pod.container_id, &pod.ns.path(), &pod.name);
+        assert_eq!(a["ok"], json!(true), "DEL {}: {a}", pod.name);
+    }
+
+    /// The checkpoint's allocations: (container id, IPv4).
+    pub fn checkpoint_allocations(&self) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(self.checkpoint()).unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        v["allocations"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (
+                            e["containerID"].as_str().unwrap_or("").to_string(),
+                            e["ipv4"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Ipamd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.client.take() {
+            let _ = c.child.kill();
+            let _ = c.child.wait();
+        }
+        self.kill9();
+    }
+}
+
+impl Pod {
+    /// Pings `ip` from the pod: whether one echo came back.
+    pub fn ping(&self, ip: &str) -> bool {
+        self.ns
+            .try_exec("ping", &["-c", "1", "-W", "3", "-q", ip])
+            .0
+    }
+
+    /// Sends a line over TCP to `ip:port` from the pod and reads the echo.
+    pub fn tcp_echo(&self, ip: &str, port: u16) -> Result<String, String> {
+        let script = format!(
+            "exec 3<>/dev/tcp/{ip}/{port} && echo hello-{} >&3 && read -t 3 line <&3 && echo \"$line\"",
+            self.name
+        );
+        let (ok, out) = self.ns.try_exec("timeout", &["5", "bash", "-c", &script]);
+        if ok {
+            Ok(out.trim().to_string())
+        } else {
+            Err(out)
+        }
+    }
+}
+
+/// An EC2 client of the sim's node user (the real API, SigV4-signed): what the tests read back.
+pub fn ec2(sim: &VpcSim) -> vpc_cni::aws::ec2::Ec2Client {
+    use std::sync::Arc;
+    use vpc_cni::aws::credentials::Credentials;
+    let creds = Credentials::new_static(sim.access_key_id(), sim.secret_access_key(), None);
+    let env: BTreeMap<String, String> = sim.env().into_iter().collect();
+    vpc_cni::aws::ec2::Ec2Client::from_env(sim.region(), Arc::new(creds), &|k| env.get(k).cloned())
+        .unwrap()
+}
+
+/// The ENIs attached to `instance_id`, as EC2 describes them, by device index.
+pub fn enis_of(
+    ec2: &vpc_cni::aws::ec2::Ec2Client,
+    instance_id: &str,
+) -> Vec<vpc_cni::aws::ec2::NetworkInterface> {
+    use vpc_cni::aws::ec2::{DescribeNetworkInterfaces, Ec2, Filter};
+    let mut v = ec2
+        .describe_network_interfaces(&DescribeNetworkInterfaces {
+            ids: vec![],
+            filters: vec![Filter::new("attachment.instance-id", [instance_id])],
+        })
+        .unwrap();
+    v.sort_by_key(|n| n.attachment.as_ref().and_then(|a| a.device_index));
+    v
+}
