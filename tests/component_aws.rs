@@ -199,11 +199,19 @@ fn every_ec2_call_ipamd_makes_works_against_the_sim() {
         .unwrap();
     assert_eq!(v6.addresses.len(), 1);
 
-    // IMDS shows the new ENI with what EC2 assigned.
+    // IMDS shows the new ENI with what EC2 assigned, once the attachment has completed (EC2 answers Attach
+    // while the ENI is still `attaching`).
     sim.sync().unwrap();
     let md = imds.within(Duration::from_secs(10));
     let eni_mac: MacAddr = described.mac_address.parse().unwrap();
-    assert!(md.macs().unwrap().contains(&eni_mac));
+    let asked = Instant::now();
+    while !md.macs().unwrap().contains(&eni_mac) {
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "IMDS never showed the attached ENI"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let seen = md.interface(&eni_mac).unwrap();
     assert_eq!(
         (seen.interface_id.as_str(), seen.device_number),

@@ -497,7 +497,33 @@ def list_param(resp: Any, name: str, key: str | None = None) -> list[str]:
     return out
 
 
+# ClientToken -> (the request's other parameters, ENI id): CreateNetworkInterface is idempotent per token.
+CLIENT_TOKENS: dict[tuple[str, str, str], tuple[Any, str]] = {}
+
+
 def create_network_interface(self: Any) -> ActionResult:
+    be = self.ec2_backend
+    token = self._get_param("ClientToken")
+    if token:
+        key = (be.account_id, be.region_name, str(token))
+        fingerprint = tuple(sorted((k, tuple(v)) for k, v in self.querystring.items() if k != "ClientToken"))
+        seen = CLIENT_TOKENS.get(key)
+        if seen is not None:
+            if seen[0] != fingerprint:
+                raise err(
+                    "IdempotentParameterMismatch",
+                    f"The client token {token} was already used with different parameters.",
+                )
+            if seen[1] in be.enis:
+                return ActionResult({"NetworkInterface": be.enis[seen[1]], "ClientToken": token})
+        result = create_network_interface_once(self)
+        CLIENT_TOKENS[key] = (fingerprint, result.result["NetworkInterface"].id)  # type: ignore[index]
+        result.result["ClientToken"] = token  # type: ignore[index]
+        return result
+    return create_network_interface_once(self)
+
+
+def create_network_interface_once(self: Any) -> ActionResult:
     be = self.ec2_backend
     subnet_id = self._get_param("SubnetId")
     if not subnet_id:

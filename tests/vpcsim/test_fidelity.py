@@ -264,6 +264,35 @@ def test_lost_answer_of_an_attach_still_attaches(faults, ec2, nodes):
     assert error_of(e) == ("InvalidNetworkInterface.InUse", 400)
 
 
+def test_client_token_makes_a_retried_create_return_the_same_eni(faults):
+    from .conftest import ec2_client, raw_call
+
+    sim = faults
+    sub = next(s["id"] for s in sim.state["subnets"] if s["name"] == "a")
+    tag = f"token-{time.time_ns()}"
+    spec = {"ResourceType": "network-interface", "Tags": [{"Key": "token", "Value": tag}]}
+    # boto3 fills ClientToken itself and keeps it across retries: the lost first answer costs nothing.
+    retrying = ec2_client(sim.state, retries=2)
+    sim.add_fault("CreateNetworkInterface", lose_answer=True, count=1)
+    made = retrying.create_network_interface(SubnetId=sub, TagSpecifications=[spec])["NetworkInterface"]
+    left = retrying.describe_network_interfaces(Filters=[{"Name": "tag:token", "Values": [tag]}])["NetworkInterfaces"]
+    assert [e["NetworkInterfaceId"] for e in left] == [made["NetworkInterfaceId"]]
+    # The same token with other parameters is refused; without a token, a repeat is a second ENI.
+    params = {"SubnetId": sub, "ClientToken": tag}
+    status, first = raw_call(sim.state, "CreateNetworkInterface", params)
+    status2, again = raw_call(sim.state, "CreateNetworkInterface", params)
+    assert status == status2 == 200
+    eni_id = first.split("<networkInterfaceId>")[1].split("<")[0]
+    assert f"<networkInterfaceId>{eni_id}<" in again
+    status, body = raw_call(sim.state, "CreateNetworkInterface", dict(params, Description="other"))
+    assert status == 400 and "<Code>IdempotentParameterMismatch</Code>" in body
+    a = raw_call(sim.state, "CreateNetworkInterface", {"SubnetId": sub})[1].split("<networkInterfaceId>")[1]
+    b = raw_call(sim.state, "CreateNetworkInterface", {"SubnetId": sub})[1].split("<networkInterfaceId>")[1]
+    assert a.split("<")[0] != b.split("<")[0]
+    for e in [made["NetworkInterfaceId"], eni_id, a.split("<")[0], b.split("<")[0]]:
+        retrying.delete_network_interface(NetworkInterfaceId=e)
+
+
 def test_lose_answer_excludes_code_and_drop(faults):
     from .client import SimError
 
