@@ -199,11 +199,19 @@ fn every_ec2_call_ipamd_makes_works_against_the_sim() {
         .unwrap();
     assert_eq!(v6.addresses.len(), 1);
 
-    // IMDS shows the new ENI with what EC2 assigned.
+    // IMDS shows the new ENI with what EC2 assigned, once the attachment has completed (EC2 answers Attach
+    // while the ENI is still `attaching`).
     sim.sync().unwrap();
     let md = imds.within(Duration::from_secs(10));
     let eni_mac: MacAddr = described.mac_address.parse().unwrap();
-    assert!(md.macs().unwrap().contains(&eni_mac));
+    let asked = Instant::now();
+    while !md.macs().unwrap().contains(&eni_mac) {
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "IMDS never showed the attached ENI"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let seen = md.interface(&eni_mac).unwrap();
     assert_eq!(
         (seen.interface_id.as_str(), seen.device_number),
@@ -1086,5 +1094,40 @@ fn api_stats_record_latency_per_api_with_error_and_status_labels() {
     assert!(
         (120..=ms(slow_err_wall)).contains(&failed.max_ms) && failed.sum_ms == failed.max_ms,
         "{failed:?} wall {slow_err_wall:?}"
+    );
+}
+
+/// EC2 ran CreateNetworkInterface but the answer was lost: the client's retry must not make a second ENI
+/// (ClientToken makes the retry return the first one), or every lost answer leaks an ENI.
+#[test]
+fn lost_create_answer_is_retried_without_a_duplicate_eni() {
+    let mut sim = start("awslost");
+    let node = sim.launch_node("m5.large");
+    let ec2 = ec2_with(&sim, seed_creds(&sim));
+    let tag = Tag::new("lost-answer", "create-1");
+    sim.inject_fault(&Fault::lose_answer("CreateNetworkInterface").count(1))
+        .unwrap();
+    let eni = ec2
+        .create_network_interface(&CreateNetworkInterface {
+            subnet_id: node.subnet_id.clone(),
+            security_group_ids: vec![],
+            description: "aws-K8S-lost".into(),
+            tags: vec![tag.clone()],
+            addresses: Addresses::SecondaryIpv4(1),
+        })
+        .unwrap();
+    let calls = sim.calls(Some("CreateNetworkInterface")).unwrap();
+    assert_eq!(calls.len(), 2, "one lost answer, one retry: {calls:?}");
+    assert!(calls[0].lost && !calls[1].lost);
+    let tagged = ec2
+        .describe_network_interfaces(&DescribeNetworkInterfaces {
+            ids: vec![],
+            filters: vec![Filter::new("tag:lost-answer", ["create-1"])],
+        })
+        .unwrap();
+    assert_eq!(
+        tagged.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        vec![eni.id.as_str()],
+        "the retry created a second ENI"
     );
 }

@@ -63,3 +63,33 @@ fn faults_and_call_log_from_rust() {
     );
     assert_eq!(calls[0].error.as_deref(), Some("RequestLimitExceeded"));
 }
+
+#[test]
+fn control_api_refuses_a_request_without_the_token() {
+    use std::io::{Read, Write};
+    let sim = VpcSim::start_with(
+        "cvst",
+        StartOptions {
+            netns: false,
+            ..StartOptions::default()
+        },
+    )
+    .expect("start");
+    let host = sim
+        .ec2_endpoint()
+        .strip_prefix("http://")
+        .expect("http endpoint")
+        .to_owned();
+    let mut s = std::net::TcpStream::connect(&host).expect("connect");
+    write!(
+        s,
+        "GET /vpcsim/state HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(!answer.contains(sim.secret_access_key()), "{answer}");
+    // The harness sends the token and is answered.
+    assert!(sim.request("GET", "/state", None).is_ok());
+}

@@ -47,6 +47,12 @@ pub struct StartOptions {
     pub nodes: Vec<String>,
     /// Region of the simulated EC2.
     pub region: String,
+    /// Seed of the scattered address allocation (None: random; the state file's `ec2.seed` tells which).
+    pub seed: Option<u64>,
+    /// Hand out addresses and /28s lowest free first instead of scattered over the subnet (EC2's way).
+    pub lowest_first: bool,
+    /// Seconds an attached ENI stays `attaching` before the node sees it (None: the sim's default, 1 s).
+    pub attach_delay: Option<f64>,
 }
 
 impl Default for StartOptions {
@@ -55,6 +61,9 @@ impl Default for StartOptions {
             netns: true,
             nodes: Vec::new(),
             region: "us-west-2".into(),
+            seed: None,
+            lowest_first: false,
+            attach_delay: None,
         }
     }
 }
@@ -69,6 +78,8 @@ pub struct Node {
     pub subnet_id: String,
     pub az: String,
     pub primary_ip: String,
+    /// The public IPv4 address the internet gateway translates `primary_ip` to (None: no public address).
+    pub public_ip: Option<String>,
     pub primary_eni: String,
     pub mac: String,
     /// `http://127.0.0.1:PORT`: this node's IMDS on loopback (what AWS_EC2_METADATA_SERVICE_ENDPOINT should be).
@@ -99,6 +110,7 @@ impl Node {
             subnet_id: s("subnet_id")?,
             az: s("az")?,
             primary_ip: s("primary_ip")?,
+            public_ip: opt("public_ip"),
             primary_eni: s("primary_eni")?,
             mac: s("mac")?,
             imds_endpoint: s("imds_endpoint")?,
@@ -139,10 +151,16 @@ impl Fault {
             spec: json!({"action": action, "latency_ms": ms}),
         }
     }
-    /// Close the connection of `action` calls without an answer.
+    /// Close the connection of `action` calls without an answer (the action does not run).
     pub fn drop_connection(action: &str) -> Fault {
         Fault {
             spec: json!({"action": action, "drop": true}),
+        }
+    }
+    /// Run `action`, then close the connection without its answer: the effect stays, the caller never hears.
+    pub fn lose_answer(action: &str) -> Fault {
+        Fault {
+            spec: json!({"action": action, "lose_answer": true}),
         }
     }
     /// Only the next `n` matching calls.
@@ -186,6 +204,8 @@ pub struct Call {
     pub service: String,
     /// For STS and Pod Identity calls: the access key id of the temporary keys handed out.
     pub issued_access_key_id: Option<String>,
+    /// The action ran but its answer was lost (a `lose_answer` fault).
+    pub lost: bool,
 }
 
 /// A running VPC-in-a-box. Dropping it stops the sim and removes its namespaces.
@@ -196,6 +216,7 @@ pub struct VpcSim {
     root: PathBuf,
     state: Value,
     control: String,
+    token: String,
     stopped: bool,
 }
 
@@ -259,6 +280,15 @@ impl VpcSim {
         if !opts.netns {
             cmd.arg("--no-netns");
         }
+        if let Some(seed) = opts.seed {
+            cmd.args(["--seed", &seed.to_string()]);
+        }
+        if opts.lowest_first {
+            cmd.args(["--allocation", "lowest"]);
+        }
+        if let Some(d) = opts.attach_delay {
+            cmd.args(["--attach-delay", &d.to_string()]);
+        }
         for n in &opts.nodes {
             cmd.args(["--node", n]);
         }
@@ -279,12 +309,18 @@ impl VpcSim {
             .and_then(Value::as_str)
             .ok_or_else(|| err("state file lacks control_url"))?
             .to_owned();
+        let token = state
+            .get("control_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| err("state file lacks control_token"))?
+            .to_owned();
         Ok(VpcSim {
             name,
             state_dir,
             root,
             state,
             control,
+            token,
             stopped: false,
         })
     }
@@ -477,6 +513,7 @@ impl VpcSim {
                     .get("issued_access_key_id")
                     .and_then(Value::as_str)
                     .map(str::to_owned),
+                lost: c.get("lost").and_then(Value::as_bool).unwrap_or(false),
             })
             .collect())
     }
@@ -527,11 +564,37 @@ impl VpcSim {
         )
         .map(|_| ())
     }
+    /// An attached ENI stays `attaching` (not in IMDS, no device in the node) for `seconds` (default 1).
+    pub fn set_attach_delay(&self, seconds: f64) -> Result<(), SimError> {
+        self.request(
+            "POST",
+            "/ec2/attach-delay",
+            Some(&json!({ "seconds": seconds })),
+        )
+        .map(|_| ())
+    }
+    /// Addresses and prefixes scattered over the subnet (EC2's way; `seed` makes it repeatable), or lowest free
+    /// first (`lowest_first`).
+    pub fn set_allocation(&self, lowest_first: bool, seed: Option<u64>) -> Result<(), SimError> {
+        let mut body = json!({ "mode": if lowest_first { "lowest" } else { "scattered" } });
+        if let Some(s) = seed {
+            body["seed"] = json!(s);
+        }
+        self.request("POST", "/ec2/allocation", Some(&body))
+            .map(|_| ())
+    }
+    /// Packets dropped so far by the router's source/destination check and by the internet gateway.
+    pub fn drops(&self) -> Result<(u64, u64), SimError> {
+        let v = self.get("/network/drops")?;
+        let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+        Ok((n("source_dest_check"), n("internet_gateway")))
+    }
     /// Waits until the sim has applied every EC2 change to namespaces and IMDS.
     pub fn sync(&self) -> Result<(), SimError> {
         self.request("POST", "/sync", Some(&json!({}))).map(|_| ())
     }
-    /// Source addresses the internet namespace's echo listener has seen (`{proto, src, sport, time}`).
+    /// Peers the internet namespace's echo listener has seen: `{proto, src, sport, time, private_src, node}`;
+    /// `src` is the public address, `private_src` the node address the internet gateway translated.
     pub fn internet_peers(&self) -> Result<Vec<Value>, SimError> {
         Ok(self
             .get("/internet/peers")?
@@ -566,6 +629,7 @@ impl VpcSim {
             "/",
             "application/x-www-form-urlencoded; charset=utf-8",
             form,
+            None,
         )
     }
 
@@ -582,7 +646,14 @@ impl VpcSim {
             .ok_or_else(|| err(format!("control URL is not http: {url}")))?;
         let (host, p) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let payload = body.map(Value::to_string).unwrap_or_default();
-        let (status, body) = http_raw(host, method, p, "application/json", &payload)?;
+        let (status, body) = http_raw(
+            host,
+            method,
+            p,
+            "application/json",
+            &payload,
+            Some(&self.token),
+        )?;
         if status != 200 {
             return Err(err(format!("{method} {url} -> {status}: {body}")));
         }
@@ -624,20 +695,28 @@ impl VpcSim {
     }
 }
 
-/// A minimal HTTP/1.1 exchange (the sim closes the connection after each answer).
+/// The header that carries the sim's control token (state file field `control_token`).
+pub const CONTROL_TOKEN_HEADER: &str = "X-Vpcsim-Token";
+
+/// A minimal HTTP/1.1 exchange (the sim closes the connection after each answer); `token` goes in the
+/// control-token header.
 fn http_raw(
     host: &str,
     method: &str,
     path: &str,
     content_type: &str,
     payload: &str,
+    token: Option<&str>,
 ) -> Result<(u16, String), SimError> {
     let mut stream = TcpStream::connect(host).map_err(|e| err(format!("connect {host}: {e}")))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
         .map_err(|e| err(format!("timeout: {e}")))?;
+    let auth = token
+        .map(|t| format!("{CONTROL_TOKEN_HEADER}: {t}\r\n"))
+        .unwrap_or_default();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{auth}Connection: close\r\n\r\n{payload}",
         payload.len()
     );
     stream

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--timeout", type=float, default=60.0)
     sp.add_argument("--policy", choices=["seed001", "extended"], default="seed001",
                     help="IAM policy of the keys in env and IMDS: seed 001's, or plus IPv6/DescribeSubnets")
+    ec2_knobs(sp)
 
     sp = sub.add_parser("serve", help="run a sim in the foreground (what start spawns)")
     named(sp)
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--watch-pid", type=int)
     sp.add_argument("--port", type=int, default=0, help="EC2/control port on 127.0.0.1 (0: any free port)")
     sp.add_argument("--policy", choices=["seed001", "extended"], default="seed001")
+    ec2_knobs(sp)
 
     sp = sub.add_parser("stop", help="stop a sim and remove its namespaces (works even if the server died)")
     named(sp)
@@ -74,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--status", type=int, help="HTTP status (default from the code: 503, 500, 400...)")
     sp.add_argument("--message")
     sp.add_argument("--latency-ms", type=float)
-    sp.add_argument("--drop", action="store_true", help="close the connection without an answer")
+    sp.add_argument("--drop", action="store_true", help="close the connection without an answer (action not run)")
+    sp.add_argument("--lose-answer", action="store_true",
+                    help="run the action, then close the connection without its answer")
     sp.add_argument("--count", type=int, help="only the next N matching calls")
     sp.add_argument("--probability", type=float, help="fraction of matching calls (0..1)")
 
@@ -107,6 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     named(sp)
     sp.add_argument("seconds", type=float)
 
+    sp = sub.add_parser("attach-delay", help="attached ENIs stay 'attaching' (invisible to the node) this long")
+    named(sp)
+    sp.add_argument("seconds", type=float)
+
+    sp = sub.add_parser("allocation", help="how EC2 picks addresses and prefixes: scattered (seeded) or lowest")
+    named(sp)
+    sp.add_argument("mode", choices=["scattered", "lowest"])
+    sp.add_argument("--seed", type=int)
+
+    sp = sub.add_parser("drops", help="packets dropped by the source/destination check and the internet gateway")
+    named(sp)
+
     sp = sub.add_parser("peers", help="source addresses seen by the internet namespace's echo listener")
     named(sp)
     sp.add_argument("--clear", action="store_true")
@@ -126,6 +142,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def ec2_knobs(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--seed", type=int, help="seed of scattered address allocation (default: random, in the state)")
+    sp.add_argument("--allocation", choices=["scattered", "lowest"], default="scattered",
+                    help="EC2 hands out addresses and /28s scattered over the subnet (real), or lowest free first")
+    sp.add_argument("--attach-delay", type=float, default=1.0,
+                    help="seconds an attached ENI stays 'attaching' before the node sees it (default 1)")
+
+
 def out(obj: Any) -> None:
     print(json.dumps(obj, indent=1))
 
@@ -136,7 +160,8 @@ def run(a: argparse.Namespace) -> int:
 
         return server.serve(a)
     if a.cmd == "start":
-        out(client.start(a.name, a.state_dir, a.region, not a.no_netns, a.node, a.watch_pid, a.timeout, a.policy))
+        out(client.start(a.name, a.state_dir, a.region, not a.no_netns, a.node, a.watch_pid, a.timeout, a.policy,
+                         seed=a.seed, allocation=a.allocation, attach_delay=a.attach_delay))
         return 0
     if a.cmd == "stop":
         client.stop(a.name, a.state_dir)
@@ -169,6 +194,7 @@ def run(a: argparse.Namespace) -> int:
                 "message": a.message,
                 "latency_ms": a.latency_ms,
                 "drop": a.drop or None,
+                "lose_answer": a.lose_answer or None,
                 "count": a.count,
                 "probability": a.probability,
             }.items()
@@ -194,6 +220,12 @@ def run(a: argparse.Namespace) -> int:
             out(c.add_imds_fault(a.node, a.path, **kw))
     elif a.cmd == "detach-delay":
         out(c.set_detach_delay(a.seconds))
+    elif a.cmd == "attach-delay":
+        out(c.set_attach_delay(a.seconds))
+    elif a.cmd == "allocation":
+        out(c.set_allocation(a.mode, a.seed))
+    elif a.cmd == "drops":
+        out(c.drops())
     elif a.cmd == "sa-token":
         print(c.service_account_token(a.audience, a.subject, a.seconds))
     elif a.cmd == "peers":

@@ -56,6 +56,9 @@ def start(
     watch_pid: int | None = None,
     timeout: float = 60.0,
     policy: str = "seed001",
+    seed: int | None = None,
+    allocation: str = "scattered",
+    attach_delay: float | None = None,
 ) -> dict[str, Any]:
     """Spawns the sim as a detached process and returns its state once it is ready."""
     validate_name(name)
@@ -73,6 +76,11 @@ def start(
            "--policy", policy]
     if not netns:
         cmd.append("--no-netns")
+    if seed is not None:
+        cmd += ["--seed", str(seed)]
+    cmd += ["--allocation", allocation]
+    if attach_delay is not None:
+        cmd += ["--attach-delay", str(attach_delay)]
     if watch_pid:
         cmd += ["--watch-pid", str(watch_pid)]
     for n in nodes or []:
@@ -118,7 +126,7 @@ def stop(name: str, state_dir: str = DEFAULT_STATE_DIR, timeout: float = 10.0, k
     pid = int(st["pid"]) if st and st.get("pid") else None
     if st and pid and pid_alive(pid):
         try:
-            http("POST", st["control_url"] + "/shutdown", {}, timeout=2)
+            http("POST", st["control_url"] + "/shutdown", {}, timeout=2, token=st.get("control_token"))
         except Exception:  # noqa: BLE001 - fall back to signals
             pass
         deadline = time.time() + timeout
@@ -158,9 +166,16 @@ def cleanup(prefix: str) -> list[str]:
     return removed
 
 
-def http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> Any:
+TOKEN_HEADER = "X-Vpcsim-Token"
+
+
+def http(method: str, url: str, body: Any = None, timeout: float = 30.0, token: str | None = None) -> Any:
+    """One control-API request; `token` is the sim's control token (state file field control_token)."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers[TOKEN_HEADER] = token
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return json.loads(r.read() or b"null")
@@ -175,6 +190,10 @@ class Client:
     def __init__(self, state: dict[str, Any]):
         self.state = state
         self.base = state["control_url"]
+        self.token = state.get("control_token")
+
+    def http(self, method: str, url: str, body: Any = None, timeout: float = 30.0) -> Any:
+        return http(method, url, body, timeout=timeout, token=self.token)
 
     @classmethod
     def named(cls, name: str, state_dir: str = DEFAULT_STATE_DIR) -> "Client":
@@ -184,7 +203,7 @@ class Client:
         return cls(st)
 
     def refresh(self) -> dict[str, Any]:
-        self.state = http("GET", self.base + "/state")
+        self.state = self.http("GET", self.base + "/state")
         return self.state
 
     def launch_node(self, instance_type: str = "m5.large", subnet: str | None = None, name: str | None = None) -> Any:
@@ -193,54 +212,71 @@ class Client:
             spec["subnet"] = subnet
         if name:
             spec["name"] = name
-        return http("POST", self.base + "/nodes", spec, timeout=60)
+        return self.http("POST", self.base + "/nodes", spec, timeout=60)
 
     def terminate_node(self, name: str) -> Any:
-        return http("DELETE", f"{self.base}/nodes/{name}")
+        return self.http("DELETE", f"{self.base}/nodes/{name}")
 
     def add_subnet(self, cidr: str, az: str | None = None, ipv6: bool = True, name: str | None = None) -> Any:
-        return http("POST", self.base + "/subnets", {"cidr": cidr, "az": az, "ipv6": ipv6, "name": name})
+        return self.http("POST", self.base + "/subnets", {"cidr": cidr, "az": az, "ipv6": ipv6, "name": name})
 
     def add_fault(self, action: str = "*", **kw: Any) -> Any:
-        return http("POST", self.base + "/faults", dict(kw, action=action))
+        return self.http("POST", self.base + "/faults", dict(kw, action=action))
 
     def clear_faults(self) -> Any:
-        return http("DELETE", self.base + "/faults")
+        return self.http("DELETE", self.base + "/faults")
 
     def faults(self) -> Any:
-        return http("GET", self.base + "/faults")
+        return self.http("GET", self.base + "/faults")
 
     def calls(self, action: str | None = None, since: int = 0) -> list[dict[str, Any]]:
         q = f"?since={since}" + (f"&action={action}" if action else "")
-        return http("GET", self.base + "/calls" + q)
+        return self.http("GET", self.base + "/calls" + q)
 
     def clear_calls(self) -> Any:
-        return http("DELETE", self.base + "/calls")
+        return self.http("DELETE", self.base + "/calls")
 
     def set_imds_lag(self, seconds: float, node: str | None = None) -> Any:
         body: dict[str, Any] = {"seconds": seconds}
         if node:
             body["node"] = node
-        return http("POST", self.base + "/imds/lag", body)
+        return self.http("POST", self.base + "/imds/lag", body)
 
     def add_imds_fault(self, node: str | None = None, path: str = "", **kw: Any) -> Any:
         """kw: status (HTTP), latency_ms, drop, count; path: prefix below /latest/ (e.g. "meta-data/network/")."""
-        return http("POST", self.base + "/imds/faults", dict(kw, node=node, path=path))
+        return self.http("POST", self.base + "/imds/faults", dict(kw, node=node, path=path))
 
     def clear_imds_faults(self) -> Any:
-        return http("DELETE", self.base + "/imds/faults")
+        return self.http("DELETE", self.base + "/imds/faults")
 
     def set_detach_delay(self, seconds: float) -> Any:
-        return http("POST", self.base + "/ec2/detach-delay", {"seconds": seconds})
+        return self.http("POST", self.base + "/ec2/detach-delay", {"seconds": seconds})
+
+    def set_attach_delay(self, seconds: float) -> Any:
+        return self.http("POST", self.base + "/ec2/attach-delay", {"seconds": seconds})
+
+    def set_allocation(self, mode: str, seed: int | None = None) -> Any:
+        """mode "scattered" (EC2's way; `seed` makes it reproducible) or "lowest" (lowest free first)."""
+        body: dict[str, Any] = {"mode": mode}
+        if seed is not None:
+            body["seed"] = seed
+        return self.http("POST", self.base + "/ec2/allocation", body)
+
+    def ec2_settings(self) -> Any:
+        return self.http("GET", self.base + "/ec2/settings")
+
+    def drops(self) -> Any:
+        """Packets dropped so far: {"source_dest_check": N, "internet_gateway": N}."""
+        return self.http("GET", self.base + "/network/drops")
 
     def sync(self) -> Any:
-        return http("POST", self.base + "/sync", {})
+        return self.http("POST", self.base + "/sync", {})
 
     def internet_peers(self) -> list[dict[str, Any]]:
-        return http("GET", self.base + "/internet/peers")
+        return self.http("GET", self.base + "/internet/peers")
 
     def clear_internet_peers(self) -> Any:
-        return http("DELETE", self.base + "/internet/peers")
+        return self.http("DELETE", self.base + "/internet/peers")
 
     def service_account_token(self, audience: str | None = None, subject: str | None = None,
                               seconds: int | None = None, issued_offset_seconds: float = 0) -> str:
@@ -252,4 +288,4 @@ class Client:
             body["subject"] = subject
         if seconds is not None:
             body["seconds"] = seconds
-        return http("POST", self.base + "/identity/token", body)["token"]
+        return self.http("POST", self.base + "/identity/token", body)["token"]

@@ -1,14 +1,16 @@
 """In-process patches that make moto's EC2 behave like real EC2 for every call ipamd makes.
 
 moto keeps the state (instances, ENIs, subnets); these patches replace the parts of its ENI handling that differ
-from EC2: limits, /28 prefix delegation, sequential unique addresses, error codes, pagination, filters and
-DeleteOnTermination. `install()` applies them once per process.
+from EC2: limits, /28 prefix delegation (Nitro types only), unique addresses scattered over the subnet (or lowest
+first, a knob), error codes, pagination, filters, attach and detach that take time, and DeleteOnTermination.
+`install()` applies them once per process.
 """
 
 from __future__ import annotations
 
 import base64
 import ipaddress
+import random
 import time
 from typing import Any
 
@@ -27,8 +29,34 @@ UNATTACHED_IPV4_CEILING = 50
 UNATTACHED_IPV6_CEILING = 50
 IPV4_PREFIX_LEN = 28
 IPV6_PREFIX_LEN = 80
-# Knobs the control API sets. detach_delay: seconds an ENI stays attached in state "detaching" after Detach.
-SETTINGS: dict[str, float] = {"detach_delay": 0.0}
+# Knobs the control API sets. attach_delay: seconds an attached ENI stays "attaching" (not in the instance's
+# IMDS or OS yet) after Attach; real attaches take about a second or more. detach_delay: seconds an ENI stays
+# attached in state "detaching" after Detach. allocation: "scattered" (EC2 hands out addresses and /28 blocks
+# from anywhere in the subnet; reproducible with a seed) or "lowest" (lowest free first).
+DEFAULT_ATTACH_DELAY = 1.0
+SETTINGS: dict[str, Any] = {"attach_delay": DEFAULT_ATTACH_DELAY, "detach_delay": 0.0, "allocation": "scattered"}
+ALLOCATIONS = ("scattered", "lowest")
+
+
+class Allocator:
+    """The random source of scattered allocation; `seed` makes a run reproducible."""
+
+    def __init__(self) -> None:
+        self.seed = 0
+        self.rng = random.Random()
+        self.reseed(None)
+
+    def reseed(self, seed: int | None) -> int:
+        self.seed = int(seed) if seed is not None else random.SystemRandom().randrange(1 << 31)
+        self.rng = random.Random(self.seed)
+        return self.seed
+
+
+ALLOCATOR = Allocator()
+
+
+def scattered() -> bool:
+    return SETTINGS["allocation"] == "scattered"
 DEFAULT_LIMITS = {"enis": 3, "ipv4": 10, "ipv6": 10, "cards": [{"NetworkCardIndex": 0, "MaximumNetworkInterfaces": 3}]}
 
 
@@ -84,6 +112,20 @@ def check_ipv6_room(eni: Any, extra: int) -> None:
         raise err("Ipv6AddressLimitExceeded", "Number of IPv6 addresses will exceed limit.")
 
 
+def is_xen(instance_type: str) -> bool:
+    """Xen-based types (t2, m4, c4, ...) have no prefix delegation; Nitro and bare metal have it."""
+    return INSTANCE_TYPES.get(instance_type, {}).get("Hypervisor") == "xen"
+
+
+def check_prefix_support(instance: Any, eni_id: str) -> None:
+    if instance is not None and is_xen(instance.instance_type):
+        raise err(
+            "InvalidParameterValue",
+            f"Prefix delegation is not supported for network interface {eni_id} attached to instance "
+            f"{instance.id} of type {instance.instance_type}: prefixes need an instance built on the Nitro System.",
+        )
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Address allocation: sequential, unique per subnet, AWS's reserved addresses skipped
 
@@ -118,26 +160,33 @@ def in_prefix(ip: int, prefixes: list[ipaddress.IPv4Network]) -> bool:
 
 
 def alloc_ipv4(backend: Any, subnet: Any, count: int, exclude: set[int] | None = None) -> list[str]:
-    """The `count` lowest free addresses of the subnet, or InsufficientFreeAddressesInSubnet."""
+    """`count` free addresses of the subnet (scattered, or the lowest), or InsufficientFreeAddressesInSubnet."""
     if count <= 0:
         return []
     net = ipaddress.IPv4Network(subnet.cidr_block)
     used, prefixes = used_ipv4(backend, subnet)
     used |= reserved_ipv4(net)
     used |= exclude or set()
-    out: list[str] = []
-    ip = int(net.network_address) + 4
-    last = int(net.broadcast_address) - 1
-    while ip <= last and len(out) < count:
-        if ip not in used and not in_prefix(ip, prefixes):
-            out.append(str(ipaddress.IPv4Address(ip)))
-        ip += 1
+    free = (
+        ip
+        for ip in range(int(net.network_address) + 4, int(net.broadcast_address))
+        if ip not in used and not in_prefix(ip, prefixes)
+    )
+    if scattered():
+        pool = list(free)
+        out = ALLOCATOR.rng.sample(pool, count) if len(pool) >= count else pool
+    else:
+        out = []
+        for ip in free:
+            out.append(ip)
+            if len(out) == count:
+                break
     if len(out) < count:
         raise err(
             "InsufficientFreeAddressesInSubnet",
             f"The specified subnet {subnet.id} does not have enough free addresses to satisfy the request.",
         )
-    return out
+    return [str(ipaddress.IPv4Address(ip)) for ip in out]
 
 
 def alloc_ipv4_prefixes(backend: Any, subnet: Any, count: int, exclude: set[int] | None = None) -> list[str]:
@@ -150,15 +199,16 @@ def alloc_ipv4_prefixes(backend: Any, subnet: Any, count: int, exclude: set[int]
     used |= exclude or set()
     out: list[str] = []
     if net.prefixlen <= IPV4_PREFIX_LEN:
-        for block in net.subnets(new_prefix=IPV4_PREFIX_LEN):
-            if len(out) >= count:
-                break
-            lo, hi = int(block.network_address), int(block.broadcast_address)
-            if any(lo <= u <= hi for u in used):
-                continue
-            if any(block.overlaps(p) for p in prefixes):
-                continue
-            out.append(str(block))
+        used_blocks = {u >> (32 - IPV4_PREFIX_LEN) for u in used}
+        eligible = [
+            block
+            for block in net.subnets(new_prefix=IPV4_PREFIX_LEN)
+            if int(block.network_address) >> (32 - IPV4_PREFIX_LEN) not in used_blocks
+            and not any(block.overlaps(p) for p in prefixes)
+        ]
+        if scattered() and len(eligible) >= count:
+            eligible = ALLOCATOR.rng.sample(eligible, count)
+        out = [str(b) for b in eligible[:count]]
     if len(out) < count:
         raise err(
             "InsufficientCidrBlocks",
@@ -204,6 +254,15 @@ def alloc_ipv6(backend: Any, subnet: Any, count: int) -> list[str]:
     out: list[str] = []
     ip = int(net.network_address) + 4
     last = int(net.broadcast_address) - 1
+    if scattered() and last - ip > 1 << 20:
+        # A /64 has room enough: random addresses, redrawn on the rare collision.
+        while len(out) < count:
+            cand = ALLOCATOR.rng.randrange(ip, last + 1)
+            if cand in used or any(int(p.network_address) <= cand <= int(p.broadcast_address) for p in prefixes):
+                continue
+            used.add(cand)
+            out.append(str(ipaddress.IPv6Address(cand)))
+        return out
     while ip <= last and len(out) < count:
         if ip not in used and not any(int(p.network_address) <= ip <= int(p.broadcast_address) for p in prefixes):
             out.append(str(ipaddress.IPv6Address(ip)))
@@ -222,7 +281,10 @@ def alloc_ipv6_prefixes(backend: Any, subnet: Any, count: int) -> list[str]:
     size = 1 << (128 - IPV6_PREFIX_LEN)
     base = int(net.network_address)
     nblocks = 1 << max(0, IPV6_PREFIX_LEN - net.prefixlen)
-    for i in range(min(nblocks, 1 << 16)):
+    order = range(min(nblocks, 1 << 16))
+    if scattered():
+        order = ALLOCATOR.rng.sample(range(min(nblocks, 1 << 16)), min(nblocks, 1 << 16))
+    for i in order:
         if len(out) >= count:
             break
         lo = base + i * size
@@ -284,6 +346,7 @@ _orig_eni_init = eni_models.NetworkInterface.__init__
 
 def eni_init(self: Any, *args: Any, **kwargs: Any) -> None:
     self.detach_at = None
+    self.attach_at = None
     self.ipv4_prefixes = []
     self.ipv6_prefixes = []
     self.network_card_index = 0
@@ -294,9 +357,7 @@ def eni_filter_value(self: Any, filter_name: str, method_name: str | None = None
     if filter_name == "attachment.device-index":
         return str(self.device_index) if self.instance is not None else None
     if filter_name == "attachment.status":
-        if self.instance is None:
-            return None
-        return "detaching" if getattr(self, "detach_at", None) is not None else "attached"
+        return attachment_status(self)
     if filter_name == "attachment.network-card-index":
         return str(self.network_card_index) if self.instance is not None else None
     if filter_name == "status":
@@ -313,18 +374,36 @@ def eni_filter_value(self: Any, filter_name: str, method_name: str | None = None
 _orig_filter_value = eni_models.NetworkInterface.get_filter_value
 
 
+def attachment_status(eni: Any) -> str | None:
+    if eni.instance is None:
+        return None
+    if getattr(eni, "detach_at", None) is not None:
+        return "detaching"
+    if getattr(eni, "attach_at", None) is not None:
+        return "attaching"
+    return "attached"
+
+
+def is_attaching(eni: Any) -> bool:
+    """Attached in the API but not yet in the instance (no IMDS entry, no device)."""
+    return getattr(eni, "attach_at", None) is not None
+
+
 class PatchedAttachment(eni_models.Attachment):
     def __init__(self, eni: Any):
         super().__init__(eni)
         self.network_card_index = getattr(eni, "network_card_index", 0)
-        if getattr(eni, "detach_at", None) is not None:
-            self.status = "detaching"
+        self.status = attachment_status(eni) or self.status
 
 
 def finish_detaches(backend: Any, now: float) -> bool:
-    """Completes detaches whose delay has passed; True if any did."""
+    """Completes attaches and detaches whose delay has passed; True if any did."""
     done = False
     for eni in list(backend.enis.values()):
+        at = getattr(eni, "attach_at", None)
+        if at is not None and at <= now:
+            eni.attach_at = None
+            done = True
         at = getattr(eni, "detach_at", None)
         if at is not None and at <= now:
             eni.detach_at = None
@@ -418,7 +497,33 @@ def list_param(resp: Any, name: str, key: str | None = None) -> list[str]:
     return out
 
 
+# ClientToken -> (the request's other parameters, ENI id): CreateNetworkInterface is idempotent per token.
+CLIENT_TOKENS: dict[tuple[str, str, str], tuple[Any, str]] = {}
+
+
 def create_network_interface(self: Any) -> ActionResult:
+    be = self.ec2_backend
+    token = self._get_param("ClientToken")
+    if token:
+        key = (be.account_id, be.region_name, str(token))
+        fingerprint = tuple(sorted((k, tuple(v)) for k, v in self.querystring.items() if k != "ClientToken"))
+        seen = CLIENT_TOKENS.get(key)
+        if seen is not None:
+            if seen[0] != fingerprint:
+                raise err(
+                    "IdempotentParameterMismatch",
+                    f"The client token {token} was already used with different parameters.",
+                )
+            if seen[1] in be.enis:
+                return ActionResult({"NetworkInterface": be.enis[seen[1]], "ClientToken": token})
+        result = create_network_interface_once(self)
+        CLIENT_TOKENS[key] = (fingerprint, result.result["NetworkInterface"].id)  # type: ignore[index]
+        result.result["ClientToken"] = token  # type: ignore[index]
+        return result
+    return create_network_interface_once(self)
+
+
+def create_network_interface_once(self: Any) -> ActionResult:
     be = self.ec2_backend
     subnet_id = self._get_param("SubnetId")
     if not subnet_id:
@@ -504,6 +609,8 @@ def assign_private_ip_addresses(self: Any) -> ActionResult:
             "InvalidParameterCombination",
             "Only one of SecondaryPrivateIpAddressCount, PrivateIpAddress, Ipv4PrefixCount or Ipv4Prefix may be given.",
         )
+    if prefix_count or explicit_prefixes:
+        check_prefix_support(eni.instance, eni.id)
     check_ipv4_room(eni, count + len(explicit) + prefix_count + len(explicit_prefixes))
     result: dict[str, Any] = {"NetworkInterfaceId": eni.id}
     if count or explicit:
@@ -558,6 +665,8 @@ def assign_ipv6_addresses(self: Any) -> ActionResult:
     if given > 1:
         raise err("InvalidParameterCombination", "Only one kind of IPv6 address or prefix request may be given.")
     net = require_ipv6(eni.subnet)
+    if prefix_count or explicit_prefixes:
+        check_prefix_support(eni.instance, eni.id)
     check_ipv6_room(eni, count + len(explicit) + prefix_count + len(explicit_prefixes))
     result: dict[str, Any] = {"NetworkInterfaceId": eni.id}
     if count or explicit:
@@ -635,6 +744,8 @@ def attach_network_interface(self: Any) -> ActionResult:
             "PrivateIpAddressLimitExceeded",
             f"Number of private addresses on {eni.id} exceeds the limit for {instance.instance_type}.",
         )
+    if getattr(eni, "ipv4_prefixes", None) or getattr(eni, "ipv6_prefixes", None):
+        check_prefix_support(instance, eni.id)
     if eni.subnet.availability_zone != instance._placement.zone:
         raise err(
             "InvalidParameterValue",
@@ -643,6 +754,8 @@ def attach_network_interface(self: Any) -> ActionResult:
     eni.network_card_index = card
     instance.attach_eni(eni, device_index)
     eni.delete_on_termination = False
+    delay = float(SETTINGS["attach_delay"])
+    eni.attach_at = time.time() + delay if delay > 0 else None
     return ActionResult({"AttachmentId": eni.attachment_id, "NetworkCardIndex": card})
 
 
@@ -657,6 +770,7 @@ def detach_network_interface(self: Any) -> ActionResult:
                 raise err("OperationNotPermitted", "The network interface at device index 0 cannot be detached.")
             if getattr(eni, "detach_at", None) is not None:
                 return EmptyResult()  # already detaching
+            eni.attach_at = None  # a detach while attaching cancels the attach
             if SETTINGS["detach_delay"] > 0:
                 eni.detach_at = time.time() + SETTINGS["detach_delay"]
                 return EmptyResult()

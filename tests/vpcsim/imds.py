@@ -247,7 +247,11 @@ def metadata_tree(inst: Any, backend: Any, region: str, role: str | None, creds:
         host = "ip-" + primary.private_ip_address.replace(".", "-") + f".{region}.compute.internal"
         t[md + "local-hostname"] = host
         t[md + "hostname"] = host
+        if primary.public_ip:
+            t[md + "public-ipv4"] = primary.public_ip
     for index, eni in sorted(inst.nics.items()):
+        if getattr(eni, "attach_at", None) is not None:
+            continue  # still attaching: the instance does not see it yet
         p = f"{md}network/interfaces/macs/{eni.mac_address}/"
         subnet = eni.subnet
         vpc = backend.get_vpc(subnet.vpc_id)
@@ -265,6 +269,8 @@ def metadata_tree(inst: Any, backend: Any, region: str, role: str | None, creds:
             a["PrivateIpAddress"] for a in eni.private_ip_addresses if a["PrivateIpAddress"] != eni.private_ip_address
         ]
         t[p + "local-ipv4s"] = "\n".join(addrs)
+        if eni.public_ip:
+            t[p + "public-ipv4s"] = eni.public_ip
         prefixes = [x["Ipv4Prefix"] for x in getattr(eni, "ipv4_prefixes", [])]
         if prefixes:
             t[p + "ipv4-prefix"] = "\n".join(prefixes)

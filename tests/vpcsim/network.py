@@ -5,6 +5,12 @@ Every ENI attached to a node's instance is a veth pair: `ethN` (N = device index
 and prefix assigned to that ENI to it (through a permanent neighbour entry for the ENI's primary address and MAC,
 as the VPC fabric delivers to the ENI without ARP). `sync()` reconciles all of this with moto's state; the sim calls
 it after every mutating EC2 call and every 0.2 s. Only namespaces named `<prefix>-...` are touched.
+
+Like EC2, the router enforces the source/destination check: a packet that arrives from an ENI with a source that is
+not one of that ENI's addresses or prefixes is dropped (unless the ENI's SourceDestCheck is off). The link to the
+internet is an internet gateway: it carries only traffic from a private address that has a public IPv4 address
+associated (each node's primary address; 1:1 NAT to it), and drops every other source. Both are nftables rules in
+the vpc namespace (table `inet vpcsim`) whose sets `sync()` keeps equal to EC2's state.
 """
 
 from __future__ import annotations
@@ -27,6 +33,47 @@ UPLINK_VPC = "100.64.0.1"
 UPLINK_INET = "100.64.0.2"
 OUTSIDE_IP = "203.0.113.10"
 ECHO_PORT = 7
+# Public IPv4 addresses the internet gateway maps nodes' primary addresses to (TEST-NET-2).
+PUBLIC_POOL = "198.51.100.0/24"
+NFT_TABLE = "vpcsim"
+NFT_RULES = f"""
+table inet {NFT_TABLE} {{
+  set open {{ type ifname; }}
+  set src4 {{ type ifname . ipv4_addr; flags interval; }}
+  set src6 {{ type ifname . ipv6_addr; flags interval; }}
+  set nat_private {{ type ipv4_addr; }}
+  map snat4 {{ type ipv4_addr : ipv4_addr; }}
+  map dnat4 {{ type ipv4_addr : ipv4_addr; }}
+  counter sdc_dropped {{ }}
+  counter igw_dropped {{ }}
+  chain source_dest_check {{
+    type filter hook prerouting priority -300; policy accept;
+    iifname != "v*" accept
+    iifname @open accept
+    iifname . ip saddr @src4 accept
+    ip6 saddr fe80::/10 accept
+    ip6 saddr :: accept
+    iifname . ip6 saddr @src6 accept
+    counter name sdc_dropped drop
+  }}
+  chain igw_inbound_nat {{
+    type nat hook prerouting priority -100; policy accept;
+    iifname "inet" dnat ip to ip daddr map @dnat4
+  }}
+  chain igw_forward {{
+    type filter hook forward priority 0; policy accept;
+    oifname "inet" ip saddr != @nat_private counter name igw_dropped drop
+    oifname "inet" meta nfproto ipv6 counter name igw_dropped drop
+    iifname "inet" ct state established,related accept
+    iifname "inet" ct status dnat accept
+    iifname "inet" counter name igw_dropped drop
+  }}
+  chain igw_outbound_nat {{
+    type nat hook postrouting priority 100; policy accept;
+    oifname "inet" snat ip to ip saddr map @snat4
+  }}
+}}
+"""
 
 log = logging.getLogger("vpcsim.net")
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -96,6 +143,13 @@ def bound_socket(ns: str, family: int, kind: int, addr: tuple[str, int]) -> sock
     return in_netns(ns, make)
 
 
+def nft(ns: str, script: str) -> None:
+    r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script, capture_output=True, text=True,
+                       check=False)
+    if r.returncode != 0:
+        raise RuntimeError(f"nft in {ns}: {r.stderr.strip()}\n{script}")
+
+
 def link_local_of(mac: str) -> str:
     """The EUI-64 link-local address a Linux interface with this MAC configures."""
     b = [int(x, 16) for x in mac.split(":")]
@@ -130,6 +184,10 @@ class Network:
         self.peer_lock = threading.Lock()
         self.echo_sockets: list[socket.socket] = []
         self.closed = False
+        # What the nftables sets hold now (source/destination check, internet gateway NAT).
+        self.filter_state: Any = None
+        # public address -> (private address, node) of the internet gateway's 1:1 NAT, for `peers`.
+        self.nat_public: dict[str, tuple[str, str]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -177,6 +235,7 @@ class Network:
             ],
             check=True,
         )
+        nft(self.vpc_ns, NFT_RULES)
         self.start_echo()
 
     def teardown(self) -> None:
@@ -203,8 +262,10 @@ class Network:
         threading.Thread(target=self.udp_echo, args=(udp,), name="echo-udp", daemon=True).start()
 
     def note_peer(self, proto: str, addr: tuple[str, int]) -> None:
+        private, node = self.nat_public.get(addr[0], (None, None))
         with self.peer_lock:
-            self.peer_log.append({"proto": proto, "src": addr[0], "sport": addr[1], "time": time.time()})
+            self.peer_log.append({"proto": proto, "src": addr[0], "sport": addr[1], "time": time.time(),
+                                  "private_src": private, "node": node})
             del self.peer_log[:-10000]
 
     def tcp_echo(self, sock: socket.socket) -> None:
@@ -288,6 +349,8 @@ class Network:
                 if inst.state not in ("running", "pending"):
                     continue
                 for index, eni in inst.nics.items():
+                    if getattr(eni, "attach_at", None) is not None:
+                        continue  # still attaching: no device in the node yet
                     subnet = eni.subnet
                     net = ipaddress.IPv4Network(subnet.cidr_block)
                     v6 = None
@@ -305,6 +368,8 @@ class Network:
                         "ipv6": list(eni.ipv6_addresses),
                         "v6prefixes": [p["Ipv6Prefix"] for p in getattr(eni, "ipv6_prefixes", [])],
                         "has_v6": v6 is not None,
+                        "source_dest_check": str(eni.source_dest_check).lower() != "false",
+                        "public_ip": eni.public_ip,
                     }
         return want
 
@@ -325,6 +390,63 @@ class Network:
                         continue
                     self.links[eni_id] = link
                 self._sync_routes(link, w)
+            self._sync_filter(want)
+
+    def _sync_filter(self, want: dict[str, dict[str, Any]]) -> None:
+        """Source/destination check and internet gateway: the nftables sets follow the ENIs that are plugged."""
+        open_links: set[str] = set()
+        src4: set[tuple[str, str]] = set()
+        src6: set[tuple[str, str]] = set()
+        nat: dict[str, str] = {}
+        nat_public: dict[str, tuple[str, str]] = {}
+        for eni_id, link in self.links.items():
+            w = want.get(eni_id)
+            if w is None:
+                continue
+            v = link.vname
+            if not w["source_dest_check"]:
+                open_links.add(v)
+            src4 |= {(v, a) for a in w["ipv4"]} | {(v, p) for p in w["prefixes"]}
+            src6 |= {(v, a) for a in w["ipv6"]} | {(v, p) for p in w["v6prefixes"]}
+            if w["public_ip"]:
+                nat[w["primary"]] = w["public_ip"]
+                nat_public[w["public_ip"]] = (w["primary"], w["node"])
+        state = (frozenset(open_links), frozenset(src4), frozenset(src6), tuple(sorted(nat.items())))
+        if state == self.filter_state:
+            return
+        t = f"inet {NFT_TABLE}"
+        lines = [f"flush set {t} {name}" for name in ("open", "src4", "src6", "nat_private")]
+        lines += [f"flush map {t} {name}" for name in ("snat4", "dnat4")]
+
+        def add(name: str, elems: list[str]) -> None:
+            if elems:
+                lines.append(f"add element {t} {name} {{ {', '.join(elems)} }}")
+
+        add("open", [f'"{v}"' for v in sorted(open_links)])
+        add("src4", [f'"{v}" . {a}' for v, a in sorted(src4)])
+        add("src6", [f'"{v}" . {a}' for v, a in sorted(src6)])
+        add("nat_private", sorted(nat))
+        add("snat4", [f"{priv} : {pub}" for priv, pub in sorted(nat.items())])
+        add("dnat4", [f"{pub} : {priv}" for priv, pub in sorted(nat.items())])
+        nft(self.vpc_ns, "\n".join(lines) + "\n")
+        self.filter_state = state
+        self.nat_public = nat_public
+
+    def drop_counts(self) -> dict[str, int]:
+        """Packets dropped by the source/destination check and by the internet gateway so far."""
+        r = subprocess.run(["ip", "netns", "exec", self.vpc_ns, "nft", "-j", "list", "counters", "table", "inet",
+                            NFT_TABLE], capture_output=True, text=True, check=False)
+        out: dict[str, int] = {}
+        try:
+            import json
+
+            for item in json.loads(r.stdout).get("nftables", []):
+                c = item.get("counter")
+                if c:
+                    out[c["name"]] = int(c.get("packets", 0))
+        except ValueError:
+            pass
+        return {"source_dest_check": out.get("sdc_dropped", 0), "internet_gateway": out.get("igw_dropped", 0)}
 
     @staticmethod
     def _moved(link: Link, w: dict[str, Any]) -> bool:

@@ -7,12 +7,14 @@ lock: moto is not thread-safe, and the IMDS and hot-plug threads read the same s
 
 from __future__ import annotations
 
+import hmac
 import io
 import json
 import logging
 import os
 import random
 import re
+import secrets
 import signal
 import socket
 import sys
@@ -29,6 +31,12 @@ ACCOUNT_ID = "123456789012"
 USER_NAME = "vpc-cni-node"
 ROLE_NAME = "vpc-cni-node-role"
 VPC_CIDR = "10.0.0.0/16"
+# An Amazon Linux HVM image of moto's set (the default one is a Windows image: Platform "windows").
+NODE_AMI = "ami-760aaa0f"
+# What EKS node images launch with: IMDSv2 only (the sim's IMDS refuses tokenless reads), hop limit 2.
+NODE_METADATA_OPTIONS = {"HttpTokens": "required", "HttpPutResponseHopLimit": "2", "HttpEndpoint": "enabled"}
+# The header that carries the control token; the control API and moto's own API refuse requests without it.
+CONTROL_TOKEN_HEADER = "X-Vpcsim-Token"
 
 # Seed 001's IAM policy (the upstream README): exactly these actions, CreateTags only on network interfaces.
 NODE_POLICY = {
@@ -121,13 +129,18 @@ class Fault:
         self.message = spec.get("message") or (f"Injected fault: {self.code}" if self.code else "")
         self.latency_ms = float(spec.get("latency_ms") or 0)
         self.drop = bool(spec.get("drop"))
+        self.lose_answer = bool(spec.get("lose_answer"))
         self.remaining = spec.get("count")
         self.probability = float(spec.get("probability", 1.0))
         self.hits = 0
         if self.remaining is not None:
             self.remaining = int(self.remaining)
-        if not (self.code or self.latency_ms or self.drop):
-            raise ValueError("a fault needs one of: code (with optional status, message), latency_ms, drop")
+        if not (self.code or self.latency_ms or self.drop or self.lose_answer):
+            raise ValueError(
+                "a fault needs one of: code (with optional status, message), latency_ms, drop, lose_answer"
+            )
+        if self.lose_answer and (self.code or self.drop):
+            raise ValueError("lose_answer (the action runs, its answer is lost) excludes code and drop")
         if not 0.0 <= self.probability <= 1.0:
             raise ValueError(f"probability must be within 0..1, got {self.probability}")
 
@@ -140,6 +153,7 @@ class Fault:
             "message": self.message or None,
             "latency_ms": self.latency_ms,
             "drop": self.drop,
+            "lose_answer": self.lose_answer,
             "count": self.remaining,
             "probability": self.probability,
             "hits": self.hits,
@@ -156,6 +170,9 @@ class Sim:
         watch_pid: int | None = None,
         port: int = 0,
         policy: str = "seed001",
+        seed: int | None = None,
+        allocation: str = "scattered",
+        attach_delay: float = ec2fidelity.DEFAULT_ATTACH_DELAY,
     ):
         if policy not in POLICIES:
             raise ValueError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
@@ -191,6 +208,15 @@ class Sim:
         self.startup_seconds = 0.0
         self.default_lag = 0.0
         self.ready = False
+        self.control_token = secrets.token_urlsafe(32)
+        if allocation not in ec2fidelity.ALLOCATIONS:
+            raise ValueError(f"allocation must be one of {ec2fidelity.ALLOCATIONS}, got {allocation!r}")
+        if attach_delay < 0:
+            raise ValueError("attach delay seconds must be >= 0")
+        ec2fidelity.SETTINGS["allocation"] = allocation
+        ec2fidelity.SETTINGS["attach_delay"] = float(attach_delay)
+        ec2fidelity.ALLOCATOR.reseed(seed)
+        self.public_seq = 0
 
     # -- moto access -----------------------------------------------------------------------------------------------
 
@@ -382,9 +408,20 @@ class Sim:
         name = spec.get("name") or f"n{self.node_seq}"
         if name in self.nodes:
             raise ValueError(f"node {name!r} exists")
+        public_ip = None
+        if spec.get("public_ip", True):
+            import ipaddress
+
+            from . import network
+
+            pool = ipaddress.IPv4Network(network.PUBLIC_POOL)
+            self.public_seq += 1
+            if self.public_seq + 10 >= pool.num_addresses - 1:
+                raise ValueError("no public IPv4 addresses left for a node; launch it with public_ip false")
+            public_ip = str(pool.network_address + 10 + self.public_seq)
         with self.lock:
             reservation = self.ec2.run_instances(
-                "ami-12c6146b",
+                NODE_AMI,
                 1,
                 None,
                 [],
@@ -392,6 +429,8 @@ class Sim:
             )
             instance = reservation.instances[0]
             iid = instance.id
+            # A public subnet's instance: a public IPv4 address on its primary ENI's primary address.
+            instance.nics[0].public_ip = public_ip
             inst = {
                 "PrivateIpAddress": instance.nics[0].private_ip_address,
                 "NetworkInterfaces": [
@@ -408,6 +447,7 @@ class Sim:
             "subnet_id": subnet["id"],
             "az": subnet["az"],
             "primary_ip": inst["PrivateIpAddress"],
+            "public_ip": public_ip,
             "mac": inst["NetworkInterfaces"][0]["MacAddress"],
             "primary_eni": inst["NetworkInterfaces"][0]["NetworkInterfaceId"],
             "imds_endpoint": loop_ep,
@@ -538,6 +578,8 @@ class Sim:
             "port": self.port,
             "endpoint": self.endpoint,
             "control_url": self.endpoint + "/vpcsim",
+            "control_token": self.control_token,
+            "control_token_header": CONTROL_TOKEN_HEADER,
             "access_key_id": self.access_key_id,
             "secret_access_key": self.secret_access_key,
             "iam_user": self.credentials[self.policy]["user"],
@@ -566,23 +608,42 @@ class Sim:
             "nodes": list(self.nodes.values()),
             "env": env,
             "imds_lag_seconds": self.default_lag,
+            "ec2": self.ec2_settings(),
             "startup_seconds": round(self.startup_seconds, 3),
             "log": os.path.join(self.state_dir, f"{self.name}.log"),
+        }
+
+    def ec2_settings(self) -> dict[str, Any]:
+        return {
+            "attach_delay_seconds": ec2fidelity.SETTINGS["attach_delay"],
+            "detach_delay_seconds": ec2fidelity.SETTINGS["detach_delay"],
+            "allocation": ec2fidelity.SETTINGS["allocation"],
+            "seed": ec2fidelity.ALLOCATOR.seed,
         }
 
     def write_state(self) -> None:
         os.makedirs(self.state_dir, exist_ok=True)
         tmp = self.state_path + ".tmp"
-        with open(tmp, "w") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
             json.dump(self.state(), f, indent=1)
         os.replace(tmp, self.state_path)
 
     # -- WSGI ------------------------------------------------------------------------------------------------------
 
+    def has_control_token(self, environ: dict[str, Any]) -> bool:
+        given = environ.get("HTTP_" + CONTROL_TOKEN_HEADER.upper().replace("-", "_"), "")
+        return hmac.compare_digest(given.encode(), self.control_token.encode())
+
     def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/vpcsim/") or path == "/vpcsim":
             return self.control(environ, start_response)
+        if path.startswith("/moto-api"):
+            if not self.has_control_token(environ):
+                return self.refuse_control(start_response)
+            with self.lock:
+                return self.moto_app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
@@ -592,17 +653,75 @@ class Sim:
         if body and "x-www-form-urlencoded" in ctype:
             params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         action = params.get("Action")
-        scope = re.search(r"Credential=([^/]*)/[^/]*/[^/]*/([^/]*)/", auth)
-        service = scope.group(2) if scope else None
+        scope = re.search(r"Credential=([^/,\s]*)/([^/]*)/([^/]*)/([^/]*)/([^,\s]*)", auth)
         access_key = scope.group(1) if scope else None
+        region = scope.group(3) if scope else None
+        service = scope.group(4) if scope else None
         if path == identity.POD_IDENTITY_PATH and not action:
             return self.pod_identity(environ, start_response)
         if action in identity.UNSIGNED_STS_ACTIONS and not auth:
             return self.sts_unsigned(environ, start_response, action, params)
-        if path.startswith("/moto-api") or not action or (service and service != "ec2"):
-            with self.lock:
-                return self.moto_app(environ, start_response)
+        if scope is not None and service != "ec2":
+            logged = {k: v for k, v in params.items() if k not in ("Action", "Version")}
+            entry = self.log_call(action or "", logged, access_key, service or "")
+            # The sim's STS answers as the regional endpoint of its region (and the global one, us-east-1).
+            if service == "sts" and action and region in (self.region, "us-east-1"):
+                return self.moto_call(environ, start_response, entry)
+            return self.respond_error(
+                start_response,
+                entry,
+                "AuthFailure",
+                f"AWS was not able to validate the provided access credentials: the credential scope names service "
+                f"'{service}' in '{region}'; this endpoint is ec2 (and sts) in '{self.region}'.",
+                401,
+            )
+        if scope is not None and region != self.region:
+            logged = {k: v for k, v in params.items() if k not in ("Action", "Version")}
+            entry = self.log_call(action or "", logged, access_key, "ec2")
+            return self.respond_error(
+                start_response,
+                entry,
+                "AuthFailure",
+                f"AWS was not able to validate the provided access credentials: credential should be scoped to a "
+                f"valid region, not '{region}' (this endpoint is {self.region}).",
+                401,
+            )
+        if not action:
+            entry = self.log_call("", {}, access_key, "ec2")
+            return self.respond_error(
+                start_response, entry, "MissingAction", "The request must contain the parameter Action", 400
+            )
         return self.ec2_call(environ, start_response, action, params, access_key)
+
+    def moto_call(self, environ: dict[str, Any], start_response: Callable[..., Any], entry: dict[str, Any]) -> Any:
+        """A call moto answers as it is (signed STS), with its status in the call log."""
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            captured["status"] = status
+            captured["headers"] = headers
+            return lambda data: None
+
+        with self.lock:
+            chunks = self.moto_app(environ, capture)
+            raw = b"".join(chunks)
+            if hasattr(chunks, "close"):
+                chunks.close()
+        status = int(captured.get("status", "500").split()[0])
+        entry["status"] = status
+        if status >= 400:
+            code_m = re.search(rb"<Code>([^<]*)</Code>", raw)
+            entry["error"] = code_m.group(1).decode() if code_m else "InternalError"
+        start_response(captured.get("status", "500 Internal Server Error"), captured.get("headers", []))
+        return [raw]
+
+    def refuse_control(self, start_response: Callable[..., Any]) -> Any:
+        data = json.dumps(
+            {"error": f"the control API needs the sim's control token in header {CONTROL_TOKEN_HEADER} "
+                      "(state file field control_token)"}
+        ).encode()
+        start_response("401 Unauthorized", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
 
     def ec2_call(
         self,
@@ -615,7 +734,8 @@ class Sim:
         logged = {k: v for k, v in params.items() if k not in ("Action", "Version")}
         entry = self.log_call(action, logged, access_key, "ec2")
         fault = self.apply_fault(environ, entry, action)
-        if fault is not None:
+        lost = fault is not None and fault.lose_answer
+        if fault is not None and not lost:
             return self.respond_error(start_response, entry, fault.code or "InternalError", fault.message, fault.status)
         if not access_key:
             return self.respond_error(
@@ -658,6 +778,10 @@ class Sim:
                 code = "UnauthorizedOperation"
                 message = "You are not authorized to perform this operation. " + message
             status = STATUS_FOR_CODE.get(code, 400 if status < 500 else status)
+            if lost:
+                entry["status"] = status
+                entry["error"] = code
+                self.lose_answer(environ, entry)
             return self.respond_error(start_response, entry, code, message, status)
         # moto answers every call with the same request id; EC2's are unique.
         raw = raw.replace(b"<requestId>request-id</requestId>", f"<requestId>{uuid.uuid4()}</requestId>".encode(), 1)
@@ -667,10 +791,24 @@ class Sim:
             entry["status"] = status
         if not action.startswith(READ_ONLY_PREFIXES):
             self.kick.set()
+        if lost:
+            self.lose_answer(environ, entry)
         headers = [(k, v) for k, v in captured.get("headers", []) if k.lower() != "content-length"]
         headers.append(("Content-Length", str(len(raw))))
         start_response(captured.get("status", "200 OK"), headers)
         return [raw]
+
+    def lose_answer(self, environ: dict[str, Any], entry: dict[str, Any]) -> None:
+        """The action has run (its effect stays); the client never hears the answer."""
+        entry["lost"] = True
+        entry.setdefault("status", 200)
+        sock = environ.get("werkzeug.socket")
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        raise ConnectionAbortedError("vpcsim: answer lost by fault injection (the action ran)")
 
     def log_call(self, action: str, params: dict[str, Any], access_key: str | None, service: str) -> dict[str, Any]:
         with self.calls_lock:
@@ -694,6 +832,8 @@ class Sim:
         entry["fault"] = fault.id
         if fault.latency_ms:
             time.sleep(fault.latency_ms / 1000.0)
+        if fault.lose_answer:
+            return fault
         if fault.drop:
             entry["status"] = 0
             entry["error"] = "dropped"
@@ -870,6 +1010,8 @@ class Sim:
     # -- control API -----------------------------------------------------------------------------------------------
 
     def control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if not self.has_control_token(environ):
+            return self.refuse_control(start_response)
         method = environ["REQUEST_METHOD"]
         path = environ["PATH_INFO"][len("/vpcsim") :].rstrip("/") or "/"
         query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
@@ -952,7 +1094,29 @@ class Sim:
             if seconds < 0:
                 raise ValueError("detach delay seconds must be >= 0")
             ec2fidelity.SETTINGS["detach_delay"] = seconds
+            self.write_state()
             return 200, {"seconds": seconds}
+        if path == "/ec2/attach-delay" and method in ("POST", "PUT"):
+            seconds = float(body.get("seconds", ec2fidelity.DEFAULT_ATTACH_DELAY))
+            if seconds < 0:
+                raise ValueError("attach delay seconds must be >= 0")
+            ec2fidelity.SETTINGS["attach_delay"] = seconds
+            self.write_state()
+            return 200, {"seconds": seconds}
+        if path == "/ec2/allocation" and method in ("POST", "PUT"):
+            mode = body.get("mode", ec2fidelity.SETTINGS["allocation"])
+            if mode not in ec2fidelity.ALLOCATIONS:
+                raise ValueError(f"allocation mode must be one of {ec2fidelity.ALLOCATIONS}, got {mode!r}")
+            with self.lock:
+                ec2fidelity.SETTINGS["allocation"] = mode
+                if body.get("seed") is not None:
+                    ec2fidelity.ALLOCATOR.reseed(int(body["seed"]))
+            self.write_state()
+            return 200, self.ec2_settings()
+        if path == "/ec2/settings" and method == "GET":
+            return 200, self.ec2_settings()
+        if path == "/network/drops" and method == "GET":
+            return 200, self.net.drop_counts() if self.net is not None else {}
         if path == "/imds/faults" and method == "POST":
             node = body.get("node")
             if not (body.get("status") or body.get("latency_ms") or body.get("drop")):
@@ -1021,7 +1185,7 @@ def run_instances_kwargs(region: str, itype: str, subnet_id: str, tags: dict[str
         "iam_instance_profile_arn": None,
         "monitoring_state": "disabled",
         "ipv6_address_count": 0,
-        "metadata_options": {},
+        "metadata_options": dict(NODE_METADATA_OPTIONS),
         "client_token": str(uuid.uuid4()),
     }
 
@@ -1037,6 +1201,9 @@ def serve(args: Any) -> int:
         watch_pid=args.watch_pid,
         port=args.port,
         policy=args.policy,
+        seed=args.seed,
+        allocation=args.allocation,
+        attach_delay=args.attach_delay,
     )
 
     def on_signal(signum: int, frame: Any) -> None:

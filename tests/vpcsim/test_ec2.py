@@ -102,7 +102,29 @@ def test_raw_describe_shows_ipv4_prefix_set(sim, ec2):
     assert re.search(r"<ipv4PrefixSet>\s*<item>\s*<ipv4Prefix>[\d.]+/28</ipv4Prefix>", body), body
 
 
-def test_addresses_are_sequential_unique_and_skip_reserved(sim, ec2, subnet):
+@pytest.fixture()
+def lowest(sim):
+    """Lowest-free-first allocation for one test (the default is scattered, as in EC2)."""
+    sim.set_allocation("lowest")
+    try:
+        yield sim
+    finally:
+        sim.set_allocation("scattered")
+
+
+def test_addresses_are_unique_and_skip_reserved(sim, ec2, subnet):
+    s = subnet("10.0.199.0/28")  # 16 addresses: .0-.3 and .15 reserved, 11 usable
+    first = ec2.create_network_interface(SubnetId=s["id"], SecondaryPrivateIpAddressCount=4)["NetworkInterface"]
+    second = ec2.create_network_interface(SubnetId=s["id"], SecondaryPrivateIpAddressCount=4)["NetworkInterface"]
+    third = ec2.create_network_interface(SubnetId=s["id"])["NetworkInterface"]
+    got = eni_ips(first) + eni_ips(second) + eni_ips(third)
+    assert sorted(got, key=lambda a: int(ipaddress.IPv4Address(a))) == [f"10.0.199.{i}" for i in range(4, 15)]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.create_network_interface(SubnetId=s["id"])
+    assert error_of(e) == ("InsufficientFreeAddressesInSubnet", 400)
+
+
+def test_addresses_are_sequential_unique_and_skip_reserved(sim, ec2, subnet, lowest):
     s = subnet("10.0.200.0/28")  # 16 addresses: .0-.3 and .15 reserved, 11 usable
     first = ec2.create_network_interface(SubnetId=s["id"], SecondaryPrivateIpAddressCount=4)["NetworkInterface"]
     second = ec2.create_network_interface(SubnetId=s["id"], SecondaryPrivateIpAddressCount=5)["NetworkInterface"]
@@ -119,7 +141,19 @@ def test_addresses_are_sequential_unique_and_skip_reserved(sim, ec2, subnet):
     assert r["AssignedPrivateIpAddresses"] == [{"PrivateIpAddress": "10.0.200.6"}]
 
 
-def test_prefixes_are_aligned_free_blocks_else_insufficient_cidr_blocks(sim, ec2, subnet):
+def test_scattered_prefixes_are_aligned_free_blocks(sim, ec2, subnet):
+    s = subnet("10.0.198.0/26")  # only .16/28 and .32/28 are eligible
+    eni = ec2.create_network_interface(SubnetId=s["id"])["NetworkInterface"]
+    primary = ipaddress.IPv4Address(eni["PrivateIpAddress"])
+    free = {b for b in ("10.0.198.16/28", "10.0.198.32/28") if primary not in ipaddress.IPv4Network(b)}
+    r = ec2.assign_private_ip_addresses(NetworkInterfaceId=eni["NetworkInterfaceId"], Ipv4PrefixCount=len(free))
+    assert {p["Ipv4Prefix"] for p in r["AssignedIpv4Prefixes"]} == free
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.assign_private_ip_addresses(NetworkInterfaceId=eni["NetworkInterfaceId"], Ipv4PrefixCount=1)
+    assert error_of(e) == ("InsufficientCidrBlocks", 400)
+
+
+def test_prefixes_are_aligned_free_blocks_else_insufficient_cidr_blocks(sim, ec2, subnet, lowest):
     s = subnet("10.0.201.0/26")  # blocks .0/28 (reserved .0-.3) and .48/28 (broadcast) are not eligible
     eni = ec2.create_network_interface(SubnetId=s["id"])["NetworkInterface"]
     assert eni["PrivateIpAddress"] == "10.0.201.4"
@@ -289,10 +323,20 @@ def test_describe_pagination(sim, ec2):
     assert error_of(e) == ("InvalidParameterValue", 400)
 
 
+def ec2_settings_attach_delay(sim) -> float:
+    return float(sim.ec2_settings()["attach_delay_seconds"])
+
+
 def test_attachment_filters(sim, ec2, nodes):
     node = nodes("m5.large")
     eni = ec2.create_network_interface(SubnetId=node["subnet_id"])["NetworkInterface"]["NetworkInterfaceId"]
     ec2.attach_network_interface(NetworkInterfaceId=eni, InstanceId=node["instance_id"], DeviceIndex=2)
+    attaching = ec2.describe_network_interfaces(Filters=[
+        {"Name": "attachment.status", "Values": ["attaching"]},
+        {"Name": "network-interface-id", "Values": [eni]},
+    ])["NetworkInterfaces"]
+    assert [e["NetworkInterfaceId"] for e in attaching] == [eni]
+    time.sleep(ec2_settings_attach_delay(sim) + 0.3)
     by_instance = ec2.describe_network_interfaces(
         Filters=[{"Name": "attachment.instance-id", "Values": [node["instance_id"]]}])["NetworkInterfaces"]
     assert {e["NetworkInterfaceId"] for e in by_instance} == {node["primary_eni"], eni}

@@ -88,6 +88,8 @@ def test_imds_follows_ec2_changes(sim, ec2, ec2x, nodes):
         NetworkInterfaceId=eni["NetworkInterfaceId"], Ipv4PrefixCount=2)["AssignedIpv4Prefixes"]]
     v6 = ec2x.assign_ipv6_addresses(NetworkInterfaceId=eni["NetworkInterfaceId"], Ipv6AddressCount=1)["AssignedIpv6Addresses"]
     v6p = ec2x.assign_ipv6_addresses(NetworkInterfaceId=eni["NetworkInterfaceId"], Ipv6PrefixCount=1)["AssignedIpv6Prefixes"]
+    # The attached ENI shows once its attachment has completed (1 s by default).
+    wait_until(lambda: len(imds.lines("meta-data/network/interfaces/macs/")) == 2, timeout=5, what="second MAC")
     assert imds.lines("meta-data/network/interfaces/macs/") == [node["mac"] + "/", eni["MacAddress"] + "/"]
     p = f"meta-data/network/interfaces/macs/{eni['MacAddress']}/"
     assert imds.get(p + "device-number") == "1"

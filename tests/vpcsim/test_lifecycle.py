@@ -110,11 +110,12 @@ def test_cli_launch_node_and_env(sim):
     r = cli("launch-node", "--name", sim.state["name"], "--state-dir", sim.state_dir, "--type", "t3.micro",
             "--subnet", "b")
     assert r.returncode == 0, r.stderr
+    import ipaddress
     import json
 
     node = json.loads(r.stdout)
     try:
-        assert node["type"] == "t3.micro" and node["primary_ip"].startswith("10.0.16.")
+        assert node["type"] == "t3.micro" and ipaddress.IPv4Address(node["primary_ip"]) in ipaddress.IPv4Network("10.0.16.0/20")
         env = cli("env", "--name", sim.state["name"], "--state-dir", sim.state_dir, "--node", node["name"]).stdout
         assert f"export AWS_EC2_METADATA_SERVICE_ENDPOINT={node['imds_endpoint']}" in env.splitlines()
         assert f"export AWS_ENDPOINT_URL_EC2={sim.state['endpoint']}" in env.splitlines()

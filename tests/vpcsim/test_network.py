@@ -140,7 +140,9 @@ def test_internet_sees_the_source_address(sim, nodes):
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["ping", "udp"]
     peers = sim.internet_peers()
-    assert {(p["proto"], p["src"]) for p in peers} == {("tcp", node["primary_ip"]), ("udp", node["primary_ip"])}
+    # The internet sees the node's public address; the sim records the private one it was translated from.
+    assert {(p["proto"], p["src"], p["private_src"]) for p in peers} == {
+        ("tcp", node["public_ip"], node["primary_ip"]), ("udp", node["public_ip"], node["primary_ip"])}
 
 
 def test_ec2_and_imds_from_inside_the_node(sim, nodes):

@@ -14,6 +14,22 @@ use crate::aws::sigv4;
 use crate::aws::stats::ApiStats;
 use crate::aws::xml::parse_error;
 
+/// A fresh idempotency token (EC2's `ClientToken`: up to 64 ASCII characters, unique per logical request).
+fn client_token() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        // No OS randomness: the clock and the process id still make a token unique enough per call.
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        return format!("vpc-cni-{nanos:x}-{:x}", std::process::id());
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("vpc-cni-{hex}")
+}
+
 /// The region's standard EC2 endpoint (`amazonaws.com.cn` in China, the ISO partitions' own).
 pub fn ec2_endpoint_for_region(region: &str) -> String {
     let suffix = if region.starts_with("cn-") {
@@ -459,7 +475,11 @@ impl Ec2 for Ec2Client {
         req: &CreateNetworkInterface,
     ) -> Result<NetworkInterface, Ec2Error> {
         const A: &str = "CreateNetworkInterface";
-        let body = self.call(A, &query::create_network_interface(req))?;
+        // One token for every attempt of this call: when an answer is lost after EC2 created the ENI, the
+        // retry gets that ENI back instead of creating a second one that nobody knows about.
+        let mut params = query::create_network_interface(req);
+        params.push(("ClientToken".to_string(), client_token()));
+        let body = self.call(A, &params)?;
         parse_create_network_interface(&body).map_err(|d| Self::bad(A, d))
     }
 
