@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::net::IpNet;
+use crate::net::{IpNet, VethPrefix};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Variable names. Keep every one in ALL_VARIABLES; a test checks that the README documents each of them.
@@ -200,9 +200,9 @@ pub const DEFAULT_PLUGIN_LOG_FILE: &str = "/var/log/aws-routed-eni/plugin.log";
 pub const DEFAULT_INTROSPECTION_ADDRESS: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 61679);
 /// Default host veth prefix.
-pub const DEFAULT_VETH_PREFIX: &str = "eni";
+pub const DEFAULT_VETH_PREFIX: &str = VethPrefix::DEFAULT;
 /// Longest veth prefix: the host veth name is the prefix plus 11 hex characters, and names are at most 15 bytes.
-pub const MAX_VETH_PREFIX_LEN: usize = 4;
+pub const MAX_VETH_PREFIX_LEN: usize = VethPrefix::MAX_LEN;
 /// Tag keys containing this are reserved for the CNI's own tags.
 pub const RESERVED_TAG_KEY_PART: &str = "k8s.amazonaws.com";
 /// Longest EC2 tag key, in characters.
@@ -437,7 +437,7 @@ pub struct Config {
     /// DISABLE_METRICS (default false).
     pub disable_metrics: bool,
     /// AWS_VPC_K8S_CNI_VETHPREFIX (default eni).
-    pub veth_prefix: String,
+    pub veth_prefix: VethPrefix,
     /// ADDITIONAL_ENI_TAGS, reserved keys dropped with a warning (default empty).
     pub additional_eni_tags: BTreeMap<String, String>,
     /// AWS_VPC_K8S_CNI_CONFIGURE_RPFILTER (default true).
@@ -752,19 +752,13 @@ impl Config {
             }),
         };
 
-        let veth_prefix = p.string(AWS_VPC_K8S_CNI_VETHPREFIX, DEFAULT_VETH_PREFIX);
-        if veth_prefix.len() > MAX_VETH_PREFIX_LEN
-            || matches!(veth_prefix.as_str(), "eth" | "vlan" | "lo")
-            || veth_prefix
-                .bytes()
-                .any(|b| b == b'/' || b == b':' || b == b'%' || !b.is_ascii_graphic())
-        {
-            p.error(
-                AWS_VPC_K8S_CNI_VETHPREFIX,
-                &veth_prefix,
-                "at most 4 printable ASCII characters without / : %, and not eth, vlan or lo",
-            );
-        }
+        let veth_prefix = match p.raw(AWS_VPC_K8S_CNI_VETHPREFIX) {
+            None => VethPrefix::default(),
+            Some(v) => VethPrefix::parse(&v).unwrap_or_else(|_| {
+                p.error(AWS_VPC_K8S_CNI_VETHPREFIX, &v, VethPrefix::RULE);
+                VethPrefix::default()
+            }),
+        };
 
         let additional_eni_tags = parse_tags(p);
 
@@ -986,7 +980,7 @@ impl Config {
             ),
             (DISABLE_INTROSPECTION, json!(self.disable_introspection)),
             (DISABLE_METRICS, json!(self.disable_metrics)),
-            (AWS_VPC_K8S_CNI_VETHPREFIX, json!(self.veth_prefix)),
+            (AWS_VPC_K8S_CNI_VETHPREFIX, json!(self.veth_prefix.as_str())),
             (ADDITIONAL_ENI_TAGS, json!(self.additional_eni_tags)),
             (
                 AWS_VPC_K8S_CNI_CONFIGURE_RPFILTER,
@@ -1088,7 +1082,7 @@ fn defaults() -> Config {
         introspection_bind_address: BindAddress::Tcp(DEFAULT_INTROSPECTION_ADDRESS),
         disable_introspection: false,
         disable_metrics: false,
-        veth_prefix: DEFAULT_VETH_PREFIX.into(),
+        veth_prefix: VethPrefix::default(),
         additional_eni_tags: BTreeMap::new(),
         configure_rpfilter: true,
         cluster_name: String::new(),

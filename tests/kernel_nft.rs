@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use netns::TestNs;
-use vpc_cni::net::IpNet;
+use vpc_cni::net::{IpNet, VethPrefix};
 use vpc_cni::netlink::{Netlink, Netns, Route, VethSpec};
 use vpc_cni::nft::{Nft, Outcome, Randomize, SnatConfig};
 use vpc_cni::sysctl::Sysctl;
@@ -115,7 +115,7 @@ fn config() -> SnatConfig {
         randomize: Randomize::Prng,
         node_port_support: true,
         external_snat: false,
-        veth_prefix: "eni".into(),
+        veth_prefix: VethPrefix::default(),
     }
 }
 
@@ -234,7 +234,7 @@ fn our_table_lists_exactly_like_the_same_table_loaded_by_nft() {
         randomize: Randomize::Prng,
         node_port_support: true,
         external_snat: false,
-        veth_prefix: "eni".into(),
+        veth_prefix: VethPrefix::default(),
     };
     let mut nft = Nft::open_in(&Netns::open(ours.path()).unwrap()).unwrap();
     assert_eq!(nft.apply(&cfg).unwrap(), Outcome::Replaced);

@@ -337,7 +337,14 @@ fn veth_prefix_length_and_reserved_names() {
         "abcd"
     );
     assert_eq!(ok(&[(AWS_VPC_K8S_CNI_VETHPREFIX, "v")]).0.veth_prefix, "v");
-    for bad in ["abcde", "eth", "vlan", "lo", "a/b", "a b", "a:b", "é"] {
+    assert_eq!(
+        ok(&[(AWS_VPC_K8S_CNI_VETHPREFIX, "v.1")]).0.veth_prefix,
+        "v.1"
+    );
+    // What the kernel refuses in a name, what nft reads as a wildcard or escape, and quotes.
+    for bad in [
+        "abcde", "eth", "vlan", "lo", "a/b", "a b", "a:b", "é", "a*", "a\\", "a%", "a\"", "a+",
+    ] {
         let e = one_error(
             &[(AWS_VPC_K8S_CNI_VETHPREFIX, bad)],
             AWS_VPC_K8S_CNI_VETHPREFIX,

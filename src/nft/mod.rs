@@ -51,7 +51,7 @@ pub mod tree;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::net::IpNet;
+use crate::net::{IpNet, VethPrefix};
 use crate::netlink::socket::{NlSocket, Protocol};
 use crate::netlink::wire::{
     self, MsgBuf, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST,
@@ -125,8 +125,9 @@ pub struct SnatConfig {
     pub node_port_support: bool,
     /// `AWS_VPC_K8S_CNI_EXTERNALSNAT`: no SNAT and no SNAT connmark at all.
     pub external_snat: bool,
-    /// Host-side veth prefix (`AWS_VPC_K8S_CNI_VETHPREFIX`, default `eni`).
-    pub veth_prefix: String,
+    /// Host-side veth prefix (`AWS_VPC_K8S_CNI_VETHPREFIX`, default `eni`); its rule keeps the
+    /// pattern `<prefix>*` a plain prefix match.
+    pub veth_prefix: VethPrefix,
 }
 
 /// A base chain's hook.
@@ -182,7 +183,6 @@ fn valid_ifname(what: &str, name: &str) -> Result<(), String> {
 /// support): then the table is removed. Pure.
 pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
     valid_ifname("primary interface", &cfg.primary_ifname)?;
-    valid_ifname("veth prefix", &cfg.veth_prefix)?;
     let mut skip = v4_prefixes("VPC CIDR", &cfg.vpc_cidrs)?;
     skip.extend(v4_prefixes("excluded SNAT CIDR", &cfg.exclude_cidrs)?);
     let returns = |rules: &mut Vec<Vec<Expr>>| {

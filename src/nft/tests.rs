@@ -16,7 +16,7 @@ fn cfg() -> SnatConfig {
         randomize: Randomize::Prng,
         node_port_support: true,
         external_snat: false,
-        veth_prefix: "eni".into(),
+        veth_prefix: VethPrefix::default(),
     }
 }
 
@@ -101,7 +101,7 @@ fn external_snat_keeps_only_the_nodeport_chain() {
     let mut c = cfg();
     c.external_snat = true;
     c.primary_ifname = "ens5".into();
-    c.veth_prefix = "abc".into();
+    c.veth_prefix = "abc".parse().unwrap();
     let rs = ruleset(&c).unwrap().unwrap();
     assert_eq!(
         rs.chains.iter().map(|c| c.name).collect::<Vec<_>>(),

@@ -13,7 +13,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use vpc_cni::net::IpNet;
+use vpc_cni::net::{IpNet, VethPrefix};
 use vpc_cni::netlink::{Netlink, Netns, Route, Rule, VethSpec, RT_TABLE_MAIN};
 use vpc_cni::nft::{Nft, Randomize, SnatConfig};
 use vpc_cni::sysctl::Sysctl;
@@ -92,7 +92,7 @@ fn main() -> R<()> {
         randomize: Randomize::Prng,
         node_port_support: true,
         external_snat: false,
-        veth_prefix: "eni".into(),
+        veth_prefix: VethPrefix::default(),
     };
     let t = Instant::now();
     let first = nft.apply(&cfg)?;
