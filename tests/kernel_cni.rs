@@ -42,7 +42,7 @@ fn in_node<T>(node: &TestNs, f: impl FnOnce(&mut KernelNet) -> T) -> T {
     let mut net = KernelNet::open().unwrap();
     let out = f(&mut net);
     drop(net);
-    guard.restore().unwrap();
+    guard.restore();
     out
 }
 
