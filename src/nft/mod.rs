@@ -516,26 +516,31 @@ fn str_attr(d: &[u8]) -> String {
     String::from_utf8_lossy(d.split(|&c| c == 0).next().unwrap_or(d)).into_owned()
 }
 
-fn parse_table_flags(msg: &wire::Msg<'_>) -> Option<u32> {
+fn parse_table_flags(msg: &wire::Msg<'_>) -> Result<Option<u32>, wire::Malformed> {
     if msg.ty != msg_type(NFT_MSG_NEWTABLE) || msg.payload.len() < 4 {
-        return None;
+        return Ok(None);
     }
-    let flags = wire::attrs(&msg.payload[4..]).find(|a| a.ty == 2); // NFTA_TABLE_FLAGS
-    Some(flags.map_or(0, |a| a.be32()))
+    let list = wire::attr_list(&msg.payload[4..])?;
+    let flags = list.iter().find(|a| a.ty == 2); // NFTA_TABLE_FLAGS
+    Ok(Some(flags.map_or(0, |a| a.be32())))
 }
 
-fn parse_chain(msg: &wire::Msg<'_>) -> Option<(String, String, Option<Hook>)> {
+type ChainInfo = (String, String, Option<Hook>);
+
+fn parse_chain(msg: &wire::Msg<'_>) -> Result<Option<ChainInfo>, wire::Malformed> {
     if msg.ty != msg_type(NFT_MSG_NEWCHAIN) || msg.payload.len() < 4 {
-        return None;
+        return Ok(None);
     }
     let (mut table, mut name, mut kind) = (String::new(), String::new(), String::new());
     let (mut hooknum, mut prio, mut policy) = (None, 0i32, NF_ACCEPT);
     for a in wire::attrs(&msg.payload[4..]) {
+        let a = a?;
         match a.ty {
             1 => table = str_attr(a.data),
             3 => name = str_attr(a.data),
             4 => {
                 for h in a.nested() {
+                    let h = h?;
                     match h.ty {
                         1 => hooknum = Some(h.be32()),
                         2 => prio = h.be32() as i32,
@@ -559,15 +564,18 @@ fn parse_chain(msg: &wire::Msg<'_>) -> Option<(String, String, Option<Hook>)> {
         priority: prio,
         policy,
     });
-    Some((table, name, hook))
+    Ok(Some((table, name, hook)))
 }
 
-fn parse_rule(msg: &wire::Msg<'_>) -> Option<(String, String, Vec<ExprTree>)> {
+type RuleInfo = (String, String, Vec<ExprTree>);
+
+fn parse_rule(msg: &wire::Msg<'_>) -> Result<Option<RuleInfo>, wire::Malformed> {
     if msg.ty != msg_type(NFT_MSG_NEWRULE) || msg.payload.len() < 4 {
-        return None;
+        return Ok(None);
     }
     let (mut table, mut chain, mut exprs) = (String::new(), String::new(), Vec::new());
     for a in wire::attrs(&msg.payload[4..]) {
+        let a = a?;
         match a.ty {
             1 => table = str_attr(a.data),
             2 => chain = str_attr(a.data),
@@ -575,7 +583,7 @@ fn parse_rule(msg: &wire::Msg<'_>) -> Option<(String, String, Vec<ExprTree>)> {
             _ => {}
         }
     }
-    Some((table, chain, exprs))
+    Ok(Some((table, chain, exprs)))
 }
 
 #[cfg(test)]

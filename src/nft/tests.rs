@@ -39,7 +39,7 @@ fn our_rules(rs: &Ruleset) -> String {
     let mut out = String::new();
     for m in wire::messages(&batch) {
         let m = m.unwrap();
-        if let Some((table, chain, exprs)) = parse_rule(&m) {
+        if let Some((table, chain, exprs)) = parse_rule(&m).unwrap() {
             assert_eq!(table, TABLE);
             out.push_str(&format!("ip {table} {chain}\n{}", tree::render(&exprs)));
         }
@@ -223,7 +223,7 @@ proptest! {
             let (batch, _) = encode_batch(Some(&rs));
             let mut from_batch: Vec<(String, Vec<tree::ExprTree>)> = Vec::new();
             for m in wire::messages(&batch) {
-                if let Some((_, chain, e)) = parse_rule(&m.unwrap()) {
+                if let Some((_, chain, e)) = parse_rule(&m.unwrap()).unwrap() {
                     from_batch.push((chain, e));
                 }
             }
