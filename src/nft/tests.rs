@@ -16,6 +16,7 @@ fn cfg() -> SnatConfig {
         randomize: Randomize::Prng,
         node_port_support: true,
         external_snat: false,
+        connmark: CONNMARK,
         veth_prefix: VethPrefix::default(),
     }
 }
@@ -187,6 +188,9 @@ fn bad_input_is_refused_with_what_is_allowed() {
         "excluded SNAT CIDR fd00::/8 is IPv6; the SNAT table is IPv4 only"
     );
     let mut c = cfg();
+    c.connmark = 0;
+    assert!(ruleset(&c).unwrap_err().contains("connmark 0 is not valid"));
+    let mut c = cfg();
     c.primary_ifname = "eth*".into();
     assert!(ruleset(&c)
         .unwrap_err()
@@ -282,16 +286,20 @@ fn chain<'a>(rs: &'a Ruleset, name: &str) -> &'a Chain {
 }
 
 proptest! {
-    /// iptables `CONNMARK --restore-mark --mask 0x80`: only bit 0x80 of the packet mark changes,
-    /// to the connection mark's bit 0x80; the connection mark itself is untouched.
+    /// iptables `CONNMARK --restore-mark --mask M`: only the bits of M in the packet mark change,
+    /// to the connection mark's; the connection mark itself is untouched. M is the configured
+    /// connmark: the default 0x80, another single bit, or several.
     #[test]
-    fn mark_restore_changes_only_bit_0x80(
+    fn mark_restore_changes_only_the_connmark_bits(
         meta in any::<u32>(),
         ct in any::<u32>(),
         iif in prop::sample::select(vec!["eni0a1b2c3d4e5", "vlan.eth.7", "eth0", "eth1", "ens5", "enx"]),
+        connmark in prop::sample::select(vec![CONNMARK, 0x4000, 0x3, 0xff00_0001, u32::MAX]),
     ) {
-        let rs = ruleset(&cfg()).unwrap().unwrap();
-        let restored = (meta & !CONNMARK) | (ct & CONNMARK);
+        let mut c = cfg();
+        c.connmark = connmark;
+        let rs = ruleset(&c).unwrap().unwrap();
+        let restored = (meta & !connmark) | (ct & connmark);
         let from_pod = iif.starts_with("eni") || iif.starts_with("vlan");
         let want = if from_pod { restored } else { meta };
         prop_assert_eq!(run_chain(chain(&rs, "mangle-prerouting"), iif, meta, ct), (want, ct));
