@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::net::IpNet;
+use crate::net::{IpNet, VethPrefix};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Variable names. Keep every one in ALL_VARIABLES; a test checks that the README documents each of them.
@@ -40,8 +40,10 @@ pub const AWS_VPC_ENI_MTU: &str = "AWS_VPC_ENI_MTU";
 pub const AWS_VPC_K8S_CNI_EXTERNALSNAT: &str = "AWS_VPC_K8S_CNI_EXTERNALSNAT";
 /// SNAT port randomisation: prng, hashrandom or none. default prng.
 pub const AWS_VPC_K8S_CNI_RANDOMIZESNAT: &str = "AWS_VPC_K8S_CNI_RANDOMIZESNAT";
-/// Comma-separated CIDRs not SNATed.
+/// Comma-separated IPv4 CIDRs not SNATed (IPv6 entries are skipped, as upstream).
 pub const AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS: &str = "AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS";
+/// The connection mark (value and mask) of NodePort and off-VPC pod traffic. int, default 0x80.
+pub const AWS_VPC_K8S_CNI_CONNMARK: &str = "AWS_VPC_K8S_CNI_CONNMARK";
 /// Free ENIs to keep. int, default 1.
 pub const WARM_ENI_TARGET: &str = "WARM_ENI_TARGET";
 /// Free addresses to keep. int, unset when <= 0.
@@ -137,6 +139,7 @@ pub const ALL_VARIABLES: &[&str] = &[
     AWS_VPC_K8S_CNI_EXTERNALSNAT,
     AWS_VPC_K8S_CNI_RANDOMIZESNAT,
     AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS,
+    AWS_VPC_K8S_CNI_CONNMARK,
     WARM_ENI_TARGET,
     WARM_IP_TARGET,
     MINIMUM_IP_TARGET,
@@ -199,10 +202,12 @@ pub const DEFAULT_PLUGIN_LOG_FILE: &str = "/var/log/aws-routed-eni/plugin.log";
 /// Default introspection address.
 pub const DEFAULT_INTROSPECTION_ADDRESS: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 61679);
+/// Default connection mark (upstream's `defaultConnmark`; kube-proxy uses 0xc000, Calico 0xffff0000).
+pub const DEFAULT_CONNMARK: u32 = 0x80;
 /// Default host veth prefix.
-pub const DEFAULT_VETH_PREFIX: &str = "eni";
+pub const DEFAULT_VETH_PREFIX: &str = VethPrefix::DEFAULT;
 /// Longest veth prefix: the host veth name is the prefix plus 11 hex characters, and names are at most 15 bytes.
-pub const MAX_VETH_PREFIX_LEN: usize = 4;
+pub const MAX_VETH_PREFIX_LEN: usize = VethPrefix::MAX_LEN;
 /// Tag keys containing this are reserved for the CNI's own tags.
 pub const RESERVED_TAG_KEY_PART: &str = "k8s.amazonaws.com";
 /// Longest EC2 tag key, in characters.
@@ -412,8 +417,12 @@ pub struct Config {
     pub external_snat: bool,
     /// AWS_VPC_K8S_CNI_RANDOMIZESNAT (default prng).
     pub randomize_snat: RandomizeSnat,
-    /// AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS, invalid items dropped with a warning (default empty).
+    /// AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS, IPv4 only: invalid and IPv6 items dropped with a warning (default
+    /// empty).
     pub exclude_snat_cidrs: Vec<IpNet>,
+    /// AWS_VPC_K8S_CNI_CONNMARK, 1..=0xffffffff: the bits set on marked connections and restored to their
+    /// packets, and the fwmark of the rule at priority 1024 (default 0x80).
+    pub connmark: u32,
     /// WARM_ENI_TARGET; negative means the default 1.
     pub warm_eni_target: u32,
     /// WARM_IP_TARGET; None when unset or <= 0.
@@ -437,7 +446,7 @@ pub struct Config {
     /// DISABLE_METRICS (default false).
     pub disable_metrics: bool,
     /// AWS_VPC_K8S_CNI_VETHPREFIX (default eni).
-    pub veth_prefix: String,
+    pub veth_prefix: VethPrefix,
     /// ADDITIONAL_ENI_TAGS, reserved keys dropped with a warning (default empty).
     pub additional_eni_tags: BTreeMap<String, String>,
     /// AWS_VPC_K8S_CNI_CONFIGURE_RPFILTER (default true).
@@ -656,6 +665,28 @@ pub fn parse_go_bool(s: &str) -> Option<bool> {
     }
 }
 
+/// Go's `strconv.ParseInt(s, 0, 64)` without digit separators: an optional sign, then `0x`/`0X` hex, `0o`/`0O`
+/// or a leading `0` octal, `0b`/`0B` binary, or decimal.
+pub fn parse_go_int_any_base(s: &str) -> Option<i64> {
+    let (negative, body) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let lower = body.get(..2).map(str::to_ascii_lowercase);
+    let (radix, digits) = match lower.as_deref() {
+        Some("0x") => (16, &body[2..]),
+        Some("0o") => (8, &body[2..]),
+        Some("0b") => (2, &body[2..]),
+        _ if body.len() > 1 && body.starts_with('0') => (8, &body[1..]),
+        _ => (10, body),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let v = i64::from_str_radix(digits, radix).ok()?;
+    Some(if negative { -v } else { v })
+}
+
 /// Go's `strconv.Atoi` for 64-bit: optional sign, decimal digits, nothing else.
 pub fn parse_go_int(s: &str) -> Option<i64> {
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
@@ -663,6 +694,38 @@ pub fn parse_go_int(s: &str) -> Option<i64> {
         return None;
     }
     s.parse().ok()
+}
+
+/// A CIDR list of which only the IPv4 entries are used: upstream skips IPv6 entries of the SNAT exclusions
+/// (the SNAT table is IPv4 only, and one IPv6 entry there would refuse the whole table).
+fn ipv4_only(p: &mut Parser<'_>, name: &'static str) -> Vec<IpNet> {
+    let all = p.cidr_list(name);
+    let (v4, v6): (Vec<IpNet>, Vec<IpNet>) = all.into_iter().partition(|c| c.addr().is_ipv4());
+    for c in v6 {
+        p.warn(
+            name,
+            format!("{c} is an IPv6 CIDR; SNAT is IPv4 only, so it is skipped"),
+        );
+    }
+    v4
+}
+
+/// AWS_VPC_K8S_CNI_CONNMARK: an integer in any base Go's `ParseInt(s, 0, 64)` reads, 1..=0xffffffff.
+fn parse_connmark(p: &mut Parser<'_>) -> u32 {
+    let Some(v) = p.raw(AWS_VPC_K8S_CNI_CONNMARK) else {
+        return DEFAULT_CONNMARK;
+    };
+    match parse_go_int_any_base(&v).and_then(|n| u32::try_from(n).ok()) {
+        Some(n) if n > 0 => n,
+        _ => {
+            p.error(
+                AWS_VPC_K8S_CNI_CONNMARK,
+                &v,
+                "an integer from 1 to 4294967295, decimal or 0x hex (e.g. 128 or 0x80)",
+            );
+            DEFAULT_CONNMARK
+        }
+    }
 }
 
 impl Config {
@@ -752,19 +815,13 @@ impl Config {
             }),
         };
 
-        let veth_prefix = p.string(AWS_VPC_K8S_CNI_VETHPREFIX, DEFAULT_VETH_PREFIX);
-        if veth_prefix.len() > MAX_VETH_PREFIX_LEN
-            || matches!(veth_prefix.as_str(), "eth" | "vlan" | "lo")
-            || veth_prefix
-                .bytes()
-                .any(|b| b == b'/' || b == b':' || b == b'%' || !b.is_ascii_graphic())
-        {
-            p.error(
-                AWS_VPC_K8S_CNI_VETHPREFIX,
-                &veth_prefix,
-                "at most 4 printable ASCII characters without / : %, and not eth, vlan or lo",
-            );
-        }
+        let veth_prefix = match p.raw(AWS_VPC_K8S_CNI_VETHPREFIX) {
+            None => VethPrefix::default(),
+            Some(v) => VethPrefix::parse(&v).unwrap_or_else(|_| {
+                p.error(AWS_VPC_K8S_CNI_VETHPREFIX, &v, VethPrefix::RULE);
+                VethPrefix::default()
+            }),
+        };
 
         let additional_eni_tags = parse_tags(p);
 
@@ -830,7 +887,8 @@ impl Config {
             eni_mtu,
             external_snat: p.bool(AWS_VPC_K8S_CNI_EXTERNALSNAT, false),
             randomize_snat,
-            exclude_snat_cidrs: p.cidr_list(AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS),
+            exclude_snat_cidrs: ipv4_only(p, AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS),
+            connmark: parse_connmark(p),
             warm_eni_target,
             warm_ip_target,
             minimum_ip_target,
@@ -965,6 +1023,7 @@ impl Config {
                 AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS,
                 cidrs(&self.exclude_snat_cidrs),
             ),
+            (AWS_VPC_K8S_CNI_CONNMARK, json!(self.connmark)),
             (WARM_ENI_TARGET, json!(self.warm_eni_target)),
             (WARM_IP_TARGET, json!(self.warm_ip_target)),
             (MINIMUM_IP_TARGET, json!(self.minimum_ip_target)),
@@ -985,7 +1044,7 @@ impl Config {
             ),
             (DISABLE_INTROSPECTION, json!(self.disable_introspection)),
             (DISABLE_METRICS, json!(self.disable_metrics)),
-            (AWS_VPC_K8S_CNI_VETHPREFIX, json!(self.veth_prefix)),
+            (AWS_VPC_K8S_CNI_VETHPREFIX, json!(self.veth_prefix.as_str())),
             (ADDITIONAL_ENI_TAGS, json!(self.additional_eni_tags)),
             (
                 AWS_VPC_K8S_CNI_CONFIGURE_RPFILTER,
@@ -1076,6 +1135,7 @@ fn defaults() -> Config {
         external_snat: false,
         randomize_snat: RandomizeSnat::Prng,
         exclude_snat_cidrs: Vec::new(),
+        connmark: DEFAULT_CONNMARK,
         warm_eni_target: 1,
         warm_ip_target: None,
         minimum_ip_target: None,
@@ -1087,7 +1147,7 @@ fn defaults() -> Config {
         introspection_bind_address: BindAddress::Tcp(DEFAULT_INTROSPECTION_ADDRESS),
         disable_introspection: false,
         disable_metrics: false,
-        veth_prefix: DEFAULT_VETH_PREFIX.into(),
+        veth_prefix: VethPrefix::default(),
         additional_eni_tags: BTreeMap::new(),
         configure_rpfilter: true,
         cluster_name: String::new(),

@@ -474,11 +474,127 @@ impl FromStr for MacAddr {
     }
 }
 
+/// The host-side veth name prefix (`AWS_VPC_K8S_CNI_VETHPREFIX`, the conflist's `vethPrefix`): one rule
+/// for the configuration, the conflist and the nft interface patterns.
+///
+/// A host veth is named prefix + 11 hex characters, and the nft rules match `<prefix>*`, so the prefix must
+/// make a valid Linux interface name with those characters appended and must not change the pattern:
+/// 1 to 4 bytes (interface names have at most 15), not `eth`, `vlan` or `lo` (upstream reserves them:
+/// their interfaces would be taken for pods), and only ASCII letters, digits, `-`, `_` and `.`. That set
+/// leaves out everything the kernel refuses in a name (`/`, `:`, whitespace) or treats specially
+/// (`%` makes a name a template), the nft wildcard `*` and its escape `\`, and quotes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VethPrefix(String);
+
+/// Why a veth prefix was refused; its Display names the prefix and states the rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VethPrefixError {
+    /// The value as given.
+    pub value: String,
+}
+
+impl VethPrefix {
+    /// The default, `eni`.
+    pub const DEFAULT: &'static str = "eni";
+    /// The longest prefix: 15-byte interface names minus the 11 hex characters appended.
+    pub const MAX_LEN: usize = 4;
+    /// The rule, as error messages state it.
+    pub const RULE: &'static str =
+        "1 to 4 characters from letters, digits, '-', '_' and '.', and not eth, vlan or lo";
+
+    /// Checks `s` against the rule.
+    pub fn parse(s: &str) -> Result<VethPrefix, VethPrefixError> {
+        let ok = !s.is_empty()
+            && s.len() <= Self::MAX_LEN
+            && !matches!(s, "eth" | "vlan" | "lo")
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if ok {
+            Ok(VethPrefix(s.to_string()))
+        } else {
+            Err(VethPrefixError {
+                value: s.to_string(),
+            })
+        }
+    }
+
+    /// The prefix text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for VethPrefix {
+    fn default() -> Self {
+        VethPrefix(Self::DEFAULT.to_string())
+    }
+}
+
+impl fmt::Display for VethPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for VethPrefix {
+    type Err = VethPrefixError;
+    fn from_str(s: &str) -> Result<Self, VethPrefixError> {
+        VethPrefix::parse(s)
+    }
+}
+
+impl AsRef<str> for VethPrefix {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for VethPrefix {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for VethPrefix {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl fmt::Display for VethPrefixError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "veth prefix {:?} is not valid: allowed are {}",
+            self.value,
+            VethPrefix::RULE
+        )
+    }
+}
+
+impl core::error::Error for VethPrefixError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use alloc::vec::Vec;
     use proptest::prelude::*;
+
+    #[test]
+    fn veth_prefixes_make_interface_names_and_plain_nft_patterns() {
+        for good in ["eni", "v.1", "a-_9", "eth1", "LO", "."] {
+            assert_eq!(VethPrefix::parse(good).unwrap().as_str(), good);
+        }
+        for bad in [
+            "", "abcde", "eth", "vlan", "lo", "a/b", "a:b", "a b", "a\tb", "a*", "a\\", "a%",
+            "a\"", "a'", "é",
+        ] {
+            let e = VethPrefix::parse(bad).unwrap_err();
+            assert_eq!(e.value, bad);
+            assert!(e.to_string().contains("not eth, vlan or lo"), "{e}");
+        }
+        assert_eq!(VethPrefix::default(), "eni");
+    }
 
     #[test]
     fn ipv4_block_membership_and_bounds() {

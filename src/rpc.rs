@@ -22,7 +22,7 @@
 //! `route_table_id: 0`), then bind and serve, and install the conflist once ready:
 //!
 //! ```no_run
-//! use std::sync::Arc;
+//! use std::sync::{Arc, Condvar, Mutex};
 //! use std::time::Duration;
 //! use vpc_cni::rpc::{self, AddressManager};
 //! # fn host(manager: Arc<dyn AddressManager>, config: &vpc_cni::config::Config) -> Result<(), Box<dyn std::error::Error>> {
@@ -39,7 +39,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -485,7 +485,7 @@ impl Client {
     }
 }
 
-/// What ipamd implements behind the socket. Calls arrive on connection threads, concurrently.
+/// What ipamd implements behind the socket. Calls arrive on the server's worker threads, concurrently.
 pub trait AddressManager: Send + Sync {
     /// Assign (or return the existing) address of the request's key.
     fn add_network(&self, req: &AddNetworkRequest) -> Result<AddNetworkReply, RpcError>;
@@ -587,42 +587,194 @@ impl Server {
         Ok(Server { path, listener })
     }
 
-    /// Serves on a background thread; each connection gets its own thread and `deadline` per read/write.
+    /// Serves with the default limits ([`ServeLimits::new`]): [`DEFAULT_WORKERS`] connections at once,
+    /// `deadline` per read/write.
     pub fn spawn(
         self,
         manager: Arc<dyn AddressManager>,
         deadline: Duration,
     ) -> Result<ServerHandle, ServerError> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop_accept = stop.clone();
+        self.spawn_with(manager, ServeLimits::new(deadline))
+    }
+
+    /// Serves on a background thread that accepts connections and `limits.workers` threads that
+    /// serve them. At most `workers + queue` connections are taken from the socket at once; further
+    /// ones wait in the kernel's listen queue until a worker is free (their clients' deadlines still
+    /// run). When accepting fails for want of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM) the accept
+    /// thread backs off instead of retrying at once.
+    pub fn spawn_with(
+        self,
+        manager: Arc<dyn AddressManager>,
+        limits: ServeLimits,
+    ) -> Result<ServerHandle, ServerError> {
         let Server { path, listener } = self;
+        let start_error = |source| ServerError::Io {
+            op: "start the server threads for",
+            path: path.clone(),
+            source,
+        };
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            in_flight: Mutex::new(0),
+            slot_freed: Condvar::new(),
+            max_in_flight: limits.workers.max(1) + limits.queue,
+        });
+        let (tx, rx) = std::sync::mpsc::channel::<UnixStream>();
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..limits.workers.max(1) {
+            let (rx, manager, shared) = (rx.clone(), manager.clone(), shared.clone());
+            let deadline = limits.deadline;
+            std::thread::Builder::new()
+                .name("ipamd-rpc-conn".into())
+                .spawn(move || loop {
+                    // The accept thread dropping its sender ends the worker.
+                    let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok(stream) = next else { return };
+                    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        serve_connection(stream, manager.as_ref(), deadline)
+                    }));
+                    if served.is_err() {
+                        log::error!("rpc: a call panicked; its connection was closed");
+                    }
+                    shared.release_slot();
+                })
+                .map_err(start_error)?;
+        }
+        let accept_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ipamd-rpc".into())
             .spawn(move || {
-                for conn in listener.incoming() {
-                    if stop_accept.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = conn else { continue };
-                    let manager = manager.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name("ipamd-rpc-conn".into())
-                        .spawn(move || serve_connection(stream, manager.as_ref(), deadline));
-                    if let Err(e) = spawned {
-                        log::error!("rpc: cannot start a connection thread: {e}");
-                    }
-                }
+                accept_loop(
+                    || listener.accept().map(|(s, _)| s),
+                    &accept_shared,
+                    &mut std::thread::sleep,
+                    |s| tx.send(s).is_ok(),
+                );
             })
-            .map_err(|source| ServerError::Io {
-                op: "start the server thread for",
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(start_error)?;
         Ok(ServerHandle {
             path,
-            stop,
+            shared,
             thread: Some(thread),
         })
+    }
+}
+
+/// Default number of connections served at once.
+pub const DEFAULT_WORKERS: usize = 8;
+/// Default number of accepted connections that may wait for a worker.
+pub const DEFAULT_QUEUE: usize = 32;
+/// First back-off after the accept call ran out of resources; it doubles up to [`MAX_ACCEPT_BACKOFF`].
+pub const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+/// Longest back-off between accept attempts (also bounds how long shutdown waits for it).
+pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_millis(640);
+
+/// How much the server takes on at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Connections served at once, each by its own worker thread (at least 1).
+    pub workers: usize,
+    /// Accepted connections that may wait for a free worker.
+    pub queue: usize,
+    /// Deadline of each read and write on a connection.
+    pub deadline: Duration,
+}
+
+impl ServeLimits {
+    /// [`DEFAULT_WORKERS`] and [`DEFAULT_QUEUE`] with `deadline`.
+    pub fn new(deadline: Duration) -> Self {
+        ServeLimits {
+            workers: DEFAULT_WORKERS,
+            queue: DEFAULT_QUEUE,
+            deadline,
+        }
+    }
+}
+
+/// State the accept thread, the workers and the handle share.
+#[derive(Debug)]
+struct Shared {
+    stop: AtomicBool,
+    /// Connections accepted and not yet finished (being served or waiting for a worker).
+    in_flight: Mutex<usize>,
+    slot_freed: Condvar,
+    max_in_flight: usize,
+}
+
+impl Shared {
+    /// Waits until a connection may be accepted and reserves its slot; false once stopping.
+    fn take_slot(&self) -> bool {
+        let mut n = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        while *n >= self.max_in_flight && !self.stop.load(Ordering::SeqCst) {
+            n = self.slot_freed.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release_slot(&self) {
+        let mut n = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(1);
+        self.slot_freed.notify_one();
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _n = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        self.slot_freed.notify_all();
+    }
+}
+
+/// Whether a failed accept means the process or system ran out of something (retrying at once
+/// would only spin).
+fn out_of_resources(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(n) if n == rustix::io::Errno::MFILE.raw_os_error()
+            || n == rustix::io::Errno::NFILE.raw_os_error()
+            || n == rustix::io::Errno::NOBUFS.raw_os_error()
+            || n == rustix::io::Errno::NOMEM.raw_os_error()
+    )
+}
+
+/// Accepts until stopped: takes a slot, accepts, hands the connection to a worker. After an
+/// out-of-resources failure it sleeps, [`MIN_ACCEPT_BACKOFF`] doubling up to [`MAX_ACCEPT_BACKOFF`],
+/// until an accept succeeds again; other failures (an aborted connection) are retried at once.
+fn accept_loop(
+    mut accept: impl FnMut() -> io::Result<UnixStream>,
+    shared: &Shared,
+    sleep: &mut dyn FnMut(Duration),
+    mut hand_off: impl FnMut(UnixStream) -> bool,
+) {
+    let mut backoff = MIN_ACCEPT_BACKOFF;
+    while shared.take_slot() {
+        let conn = accept();
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        match conn {
+            Ok(stream) => {
+                backoff = MIN_ACCEPT_BACKOFF;
+                if !hand_off(stream) {
+                    break;
+                }
+            }
+            Err(e) => {
+                shared.release_slot();
+                if out_of_resources(&e) {
+                    if backoff == MIN_ACCEPT_BACKOFF {
+                        log::warn!("rpc: cannot accept connections: {e}; backing off");
+                    }
+                    sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                } else {
+                    log::debug!("rpc: accept failed: {e}");
+                }
+            }
+        }
     }
 }
 
@@ -659,7 +811,7 @@ fn serve_connection(mut stream: UnixStream, manager: &dyn AddressManager, deadli
 #[derive(Debug)]
 pub struct ServerHandle {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -670,13 +822,14 @@ impl ServerHandle {
     }
 
     /// Stops accepting new connections, waits for the accept thread and removes the socket.
+    /// Connections being served finish on their worker threads, which then end.
     pub fn shutdown(mut self) {
         self.stop_now();
     }
 
     fn stop_now(&mut self) {
         if let Some(thread) = self.thread.take() {
-            self.stop.store(true, Ordering::SeqCst);
+            self.shared.stop();
             // Wake the blocking accept.
             let _ = UnixStream::connect(&self.path);
             let _ = thread.join();
@@ -843,6 +996,128 @@ mod tests {
         }
         assert!(started.elapsed() < Duration::from_secs(2));
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// A client call that stays connected afterwards, holding its worker.
+    fn held_connection(path: &Path) -> UnixStream {
+        let mut s = UnixStream::connect(path).unwrap();
+        write_frame(
+            &mut s,
+            &Request {
+                client_version: crate::VERSION.to_string(),
+                call: Call::Status,
+            },
+        )
+        .unwrap();
+        let reply: ReplyFrame = read_frame(&mut s).unwrap().unwrap();
+        assert!(matches!(reply, ReplyFrame::Ok(_)), "{reply:?}");
+        s
+    }
+
+    #[test]
+    fn connections_beyond_the_workers_wait_for_a_free_one() {
+        let path = temp_socket("bounded");
+        let handle = Server::bind(&path)
+            .unwrap()
+            .spawn_with(
+                Arc::new(Recorder(Mutex::new(Vec::new()))),
+                ServeLimits {
+                    workers: 2,
+                    queue: 1,
+                    deadline: Duration::from_secs(30),
+                },
+            )
+            .unwrap();
+        // Two connections keep both workers; one more is accepted and waits in the queue.
+        let first = held_connection(&path);
+        let _second = held_connection(&path);
+        let mut queued = UnixStream::connect(&path).unwrap();
+        write_frame(
+            &mut queued,
+            &Request {
+                client_version: crate::VERSION.to_string(),
+                call: Call::Status,
+            },
+        )
+        .unwrap();
+        // Beyond that nothing is taken on: a client gives up after its deadline, unanswered.
+        match Client::new(&path, Duration::from_millis(300)).status() {
+            Err(ClientError::Io { .. }) => {}
+            other => panic!("a connection beyond workers + queue was served: {other:?}"),
+        }
+        // A worker coming free serves the queued connection, then new ones.
+        drop(first);
+        queued
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let reply: ReplyFrame = read_frame(&mut queued).unwrap().unwrap();
+        assert!(matches!(reply, ReplyFrame::Ok(_)), "{reply:?}");
+        drop(queued);
+        assert!(Client::new(&path, Duration::from_secs(5)).status().is_ok());
+        drop(handle);
+    }
+
+    fn shared(max_in_flight: usize) -> Shared {
+        Shared {
+            stop: AtomicBool::new(false),
+            in_flight: Mutex::new(0),
+            slot_freed: Condvar::new(),
+            max_in_flight,
+        }
+    }
+
+    /// Runs the accept loop over `results` (then stops) and returns the back-off sleeps.
+    fn sleeps_for(results: Vec<io::Result<UnixStream>>) -> (Vec<Duration>, usize) {
+        let sh = shared(100);
+        let mut results = results.into_iter();
+        let mut slept = Vec::new();
+        let mut handed = 0;
+        accept_loop(
+            || {
+                results.next().unwrap_or_else(|| {
+                    sh.stop();
+                    Err(io::Error::from_raw_os_error(4))
+                })
+            },
+            &sh,
+            &mut |d| slept.push(d),
+            |_| {
+                handed += 1;
+                true
+            },
+        );
+        (slept, handed)
+    }
+
+    #[test]
+    fn accept_backs_off_when_out_of_descriptors_and_resets_after_a_success() {
+        let emfile = || Err(io::Error::from_raw_os_error(24));
+        let ms = Duration::from_millis;
+        let (slept, _) = sleeps_for((0..9).map(|_| emfile()).collect());
+        assert_eq!(
+            slept,
+            vec![
+                ms(10),
+                ms(20),
+                ms(40),
+                ms(80),
+                ms(160),
+                ms(320),
+                ms(640),
+                ms(640),
+                ms(640)
+            ]
+        );
+        let ok = || Ok(UnixStream::pair().unwrap().0);
+        let enfile = || Err(io::Error::from_raw_os_error(23));
+        let aborted = || Err(io::Error::from_raw_os_error(103));
+        let (slept, handed) = sleeps_for(vec![emfile(), enfile(), ok(), emfile(), aborted(), ok()]);
+        assert_eq!(
+            slept,
+            vec![ms(10), ms(20), ms(10)],
+            "ECONNABORTED is retried at once"
+        );
+        assert_eq!(handed, 2);
     }
 
     #[test]

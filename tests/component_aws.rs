@@ -4,6 +4,8 @@
 // Test code: a panic is a test failure.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/clock.rs"]
+mod clock;
 #[path = "support/vpcsim.rs"]
 mod vpcsim;
 
@@ -12,6 +14,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clock::ManualClock;
 use serde_json::Value;
 use vpc_cni::aws::credentials::{
     CachedCredentials, CredentialSource, Credentials, DefaultChain, ProvideCredentials,
@@ -20,7 +23,7 @@ use vpc_cni::aws::ec2::*;
 use vpc_cni::aws::error::Ec2ErrorKind;
 use vpc_cni::aws::http;
 use vpc_cni::aws::imds::{Imds, ImdsError};
-use vpc_cni::aws::retry::RetryEnv;
+use vpc_cni::aws::retry::{RetryEnv, RetryPolicy};
 use vpc_cni::net::{Ipv6Cidr, MacAddr};
 use vpcsim::{Fault, Node, StartOptions, VpcSim};
 
@@ -351,7 +354,9 @@ fn a_wrong_secret_is_reported_as_rejected_credentials() {
 fn injected_throttling_is_retried_and_the_attempts_stay_bounded() {
     let mut sim = start("awsthr");
     let node = sim.launch_node("m5.large");
-    let ec2 = ec2_with(&sim, seed_creds(&sim));
+    // The backoffs are recorded, not waited for.
+    let clock = Arc::new(ManualClock::new(0.9));
+    let ec2 = ec2_with(&sim, seed_creds(&sim)).with_retry_env(clock.clone());
     let assign = AssignPrivateIpAddresses {
         network_interface_id: node.primary_eni.clone(),
         request: AssignIpv4::Count(1),
@@ -362,7 +367,6 @@ fn injected_throttling_is_retried_and_the_attempts_stay_bounded() {
         &Fault::error("AssignPrivateIpAddresses", "RequestLimitExceeded", 503).count(2),
     )
     .unwrap();
-    let started = Instant::now();
     let got = ec2.assign_private_ip_addresses(&assign).unwrap();
     assert_eq!(got.addresses.len(), 1);
     let calls = sim.calls(Some("AssignPrivateIpAddresses")).unwrap();
@@ -375,8 +379,15 @@ fn injected_throttling_is_retried_and_the_attempts_stay_bounded() {
             None
         ]
     );
-    // Backoff happened: full jitter up to 250 ms then 500 ms.
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // A backoff before each retry: full jitter (here 0.9) of 250 ms, then of 500 ms.
+    assert_eq!(
+        clock.slept(),
+        vec![
+            RetryPolicy::EC2.backoff(1, 0.9),
+            RetryPolicy::EC2.backoff(2, 0.9)
+        ]
+    );
+    assert_eq!(clock.slept()[1], Duration::from_millis(450));
 
     // Throttled for good: exactly max_attempts calls, then a Throttled error.
     sim.clear_calls().unwrap();
@@ -390,6 +401,13 @@ fn injected_throttling_is_retried_and_the_attempts_stay_bounded() {
     assert!(matches!(e.kind, Ec2ErrorKind::Throttled { .. }), "{e:?}");
     assert_eq!(sim.call_count("AssignPrivateIpAddresses").unwrap(), 5);
     assert_eq!(e.attempts, 5);
+    assert_eq!(
+        clock.slept()[2..],
+        (1..5)
+            .map(|r| RetryPolicy::EC2.backoff(r, 0.9))
+            .collect::<Vec<_>>(),
+        "a growing backoff before each of the 4 retries"
+    );
     sim.clear_faults().unwrap();
 
     // A dropped connection and a 500 are retried too.
@@ -539,10 +557,14 @@ fn imds_token_expiry_401_refresh_and_lag_against_the_sim() {
     let mut sim = start("awsimds");
     let node = sim.launch_node("m5.large");
 
-    // Expiry handled ahead of time: a 2 s token is replaced before the sim would refuse it.
-    let imds = node_imds(&node).with_token_ttl(Duration::from_secs(2));
+    // Expiry handled ahead of time: a 2 s token is replaced before the sim would refuse it. The
+    // client's clock is moved on by hand; the sim's token is still valid.
+    let clock = Arc::new(ManualClock::new(0.5));
+    let imds = node_imds(&node)
+        .with_token_ttl(Duration::from_secs(2))
+        .with_retry_env(clock.clone());
     imds.within(Duration::from_secs(5)).instance_id().unwrap();
-    std::thread::sleep(Duration::from_millis(1900));
+    clock.advance(Duration::from_millis(1900));
     let before = imds_requests(&sim, &node);
     imds.within(Duration::from_secs(5)).instance_id().unwrap();
     assert_eq!(

@@ -7,6 +7,8 @@
 
 #[path = "support/aws_local.rs"]
 mod aws_local;
+#[path = "support/clock.rs"]
+mod clock;
 #[path = "support/tempdir.rs"]
 mod tempdir;
 
@@ -15,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_local::{FakeImds, LocalServer, Reply};
+use clock::ManualClock;
 use vpc_cni::aws::credentials::{
     CachedCredentials, ChainSource, CredentialSource, Credentials, DefaultChain, ProvideCredentials,
 };
@@ -179,15 +182,21 @@ fn imds_fetches_a_new_token_after_401() {
 fn imds_refreshes_the_token_before_it_expires() {
     let fake = fake_imds();
     let server = fake.serve();
+    let clock = Arc::new(ManualClock::new(0.5));
     let imds = Imds::new(&server.url())
         .unwrap()
-        .with_token_ttl(Duration::from_secs(2));
+        .with_token_ttl(Duration::from_secs(2))
+        .with_retry_env(clock.clone());
     imds.within(Duration::from_secs(5)).instance_id().unwrap();
-    // 2 s TTL: refreshed after 1.8 s, so at 1.9 s a new token is fetched before any 401.
-    std::thread::sleep(Duration::from_millis(1900));
+    // 2 s TTL: still fresh at 1.7 s, refreshed after 1.8 s, so at 1.9 s a new token is fetched
+    // before any 401.
+    clock.advance(Duration::from_millis(1700));
+    imds.within(Duration::from_secs(5)).instance_id().unwrap();
+    assert_eq!(count(&server, "PUT"), 1, "the token is reused while fresh");
+    clock.advance(Duration::from_millis(200));
     imds.within(Duration::from_secs(5)).instance_id().unwrap();
     assert_eq!(count(&server, "PUT"), 2);
-    assert_eq!(count(&server, "GET"), 2, "no GET was rejected and retried");
+    assert_eq!(count(&server, "GET"), 3, "no GET was rejected and retried");
 }
 
 #[test]

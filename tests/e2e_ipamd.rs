@@ -85,7 +85,14 @@ fn two_nodes_forty_pods_reach_each_other_and_the_internet() {
     for p in pods_a.iter().chain(&pods_b) {
         assert!(
             device_of(
-                &enis_of(&client, if p.name.starts_with('a') { &n1.instance_id } else { &n2.instance_id }),
+                &enis_of(
+                    &client,
+                    if p.name.starts_with('a') {
+                        &n1.instance_id
+                    } else {
+                        &n2.instance_id
+                    }
+                ),
                 p.ip
             )
             .is_some(),
@@ -98,15 +105,31 @@ fn two_nodes_forty_pods_reach_each_other_and_the_internet() {
     // Every pod pings a pod on the other node, across primary and secondary ENIs.
     for (i, p) in pods_a.iter().enumerate() {
         let q = &pods_b[(i * 7) % pods_b.len()];
-        assert!(p.ping(&q.ip.to_string()), "{} ({}) → {} ({})", p.name, p.ip, q.name, q.ip);
-        assert!(q.ping(&p.ip.to_string()), "{} ({}) → {} ({})", q.name, q.ip, p.name, p.ip);
+        assert!(
+            p.ping(&q.ip.to_string()),
+            "{} ({}) → {} ({})",
+            p.name,
+            p.ip,
+            q.name,
+            q.ip
+        );
+        assert!(
+            q.ping(&p.ip.to_string()),
+            "{} ({}) → {} ({})",
+            q.name,
+            q.ip,
+            p.name,
+            p.ip
+        );
     }
 
     // The internet sees the node's primary address (SNAT), from pods on any ENI.
     let inet = sim.internet_ip().unwrap();
     sim_clear_peers(&sim);
     for p in pods_a.iter().take(12) {
-        let echo = p.tcp_echo(&inet, 7).unwrap_or_else(|e| panic!("{} to the internet: {e}", p.name));
+        let echo = p
+            .tcp_echo(&inet, 7)
+            .unwrap_or_else(|e| panic!("{} to the internet: {e}", p.name));
         assert_eq!(echo, format!("hello-{}", p.name));
     }
     let sources = peer_sources(&sim);
@@ -164,10 +187,7 @@ fn a_full_node_refuses_the_next_pod_clearly_and_leaks_nothing() {
     let e = refused.expect("a node with 2 pod addresses refuses a pod");
     assert_eq!(pods.len(), 2, "both addresses were used before the refusal");
     let msg = e["msg"].as_str().unwrap_or("").to_string() + e["details"].as_str().unwrap_or("");
-    assert!(
-        msg.contains("no free address"),
-        "the error says why: {e}"
-    );
+    assert!(msg.contains("no free address"), "the error says why: {e}");
     // Nothing half-wired: the refused pod left no veth or rule on the node.
     let links = netns::run("ip", &["-n", d.netns(), "-o", "link", "show"]);
     let veths = links.lines().filter(|l| l.contains(": eni")).count();
@@ -204,7 +224,10 @@ fn kill_9_during_adds_and_dels_loses_no_address_and_hands_none_out_twice() {
             .map(|(_, ip)| ip.parse().unwrap())
             .collect();
         in_checkpoint.sort();
-        assert_eq!(in_checkpoint, ips, "round {round}: the checkpoint holds exactly the live pods");
+        assert_eq!(
+            in_checkpoint, ips,
+            "round {round}: the checkpoint holds exactly the live pods"
+        );
     }
     // New pods after the restarts never get a live pod's address.
     let live_ips: BTreeSet<Ipv4Addr> = live.iter().map(|p| p.ip).collect();
@@ -227,7 +250,11 @@ fn kill_9_during_adds_and_dels_loses_no_address_and_hands_none_out_twice() {
     // EC2 holds every live pod's address on this node.
     let enis = enis_of(&ec2(&sim), &n1.instance_id);
     for p in &live {
-        assert!(device_of(&enis, p.ip).is_some(), "{} not on the node in EC2", p.ip);
+        assert!(
+            device_of(&enis, p.ip).is_some(),
+            "{} not on the node in EC2",
+            p.ip
+        );
     }
     for p in live {
         d.del_pod(p);

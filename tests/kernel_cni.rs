@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use netns::TestNs;
 use vpc_cni::cni::apply::{apply_all, teardown_all, verify_all, PodNet};
 use vpc_cni::cni::kernel::KernelNet;
-use vpc_cni::cni::plan::{add_plan, host_veth_name, teardown_plan, PodWiring, Teardown};
+use vpc_cni::cni::plan::{add_plan, host_veth_name, teardown_plan, Op, PodWiring, Teardown};
 use vpc_cni::netlink::Netns;
 
 struct Wired {
@@ -42,7 +42,7 @@ fn in_node<T>(node: &TestNs, f: impl FnOnce(&mut KernelNet) -> T) -> T {
     let mut net = KernelNet::open().unwrap();
     let out = f(&mut net);
     drop(net);
-    guard.restore().unwrap();
+    guard.restore();
     out
 }
 
@@ -190,5 +190,31 @@ fn a_missing_pod_namespace_is_reported_not_panicked() {
         assert!(!net.netns_exists(&path));
         let e = apply_all(net, &add_plan(&w.wiring)).unwrap_err();
         assert!(e.error.to_string().contains("create veth"), "{}", e.error);
+        assert_eq!(e.error.errno(), Some(2), "ENOENT kept: {}", e.error);
+    });
+}
+
+#[test]
+fn a_kernel_refusal_keeps_its_errno() {
+    let w = wired("exists", 0);
+    let create = Op::CreateVeth {
+        netns: w.wiring.netns.clone(),
+        pod_ifname: w.wiring.pod_ifname.clone(),
+        host_ifname: w.wiring.host_ifname.clone(),
+        mtu: w.wiring.mtu,
+    };
+    in_node(&w.node, |net| {
+        net.apply(&create).unwrap();
+        let e = net.apply(&create).unwrap_err();
+        assert_eq!(e.errno(), Some(17), "EEXIST kept: {e}");
+        assert!(e.to_string().contains("EEXIST"), "{e}");
+        // A state problem has no errno.
+        let e = net
+            .apply(&Op::HostLinkUp {
+                host_ifname: "enimissing".into(),
+            })
+            .unwrap_err();
+        assert_eq!(e.errno(), None, "{e}");
+        assert!(e.to_string().contains("does not exist"), "{e}");
     });
 }

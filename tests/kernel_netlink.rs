@@ -453,6 +453,60 @@ fn namespace_guard_restores_after_error_and_after_panic() {
     assert!(e.contains("No such file or directory (ENOENT)"), "{e}");
 }
 
+/// Set by [`a_failed_switch_back_stops_the_process`] for the child it starts: the namespace to enter.
+const SWITCH_BACK_CHILD: &str = "VCNI_TEST_SWITCH_BACK_NETNS";
+
+/// The child half of [`a_failed_switch_back_stops_the_process`]; does nothing in a normal run.
+/// It enters the namespace, drops CAP_SYS_ADMIN from its own thread so that switching back
+/// fails, asks the guard to switch back, and reports if it is still running afterwards.
+#[test]
+fn switch_back_child() {
+    let Ok(path) = std::env::var(SWITCH_BACK_CHILD) else {
+        return;
+    };
+    let n = Netns::open(&path).unwrap();
+    let guard = n.enter().unwrap();
+    let mut caps = rustix::thread::capabilities(None).unwrap();
+    caps.effective
+        .remove(rustix::thread::CapabilitySet::SYS_ADMIN);
+    rustix::thread::set_capabilities(None, caps).unwrap();
+    #[allow(clippy::let_unit_value, clippy::ignored_unit_patterns)]
+    let _ = guard.restore();
+    let now = Netns::current().unwrap().id().unwrap();
+    println!(
+        "STILL RUNNING in the pod namespace: {}",
+        now == n.id().unwrap()
+    );
+}
+
+#[test]
+fn a_failed_switch_back_stops_the_process() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = TestNs::new("stuck");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "switch_back_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(SWITCH_BACK_CHILD, t.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stdout.contains("STILL RUNNING"),
+        "the thread ran on after a failed switch back: {stdout}"
+    );
+    assert_eq!(
+        out.status.signal(),
+        Some(6),
+        "expected SIGABRT: {}\n{stdout}{stderr}",
+        out.status
+    );
+}
+
 #[test]
 fn ipv6_pod_routes_rules_and_multipart_dumps() {
     let t = TestNs::new("v6");

@@ -10,9 +10,9 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use netns::TestNs;
-use vpc_cni::net::IpNet;
+use vpc_cni::net::{IpNet, VethPrefix};
 use vpc_cni::netlink::{Netlink, Netns, Route, VethSpec};
-use vpc_cni::nft::{Nft, Outcome, Randomize, SnatConfig};
+use vpc_cni::nft::{Nft, Outcome, Randomize, SnatConfig, CONNMARK};
 use vpc_cni::sysctl::Sysctl;
 
 fn ip(s: &str) -> IpAddr {
@@ -115,7 +115,8 @@ fn config() -> SnatConfig {
         randomize: Randomize::Prng,
         node_port_support: true,
         external_snat: false,
-        veth_prefix: "eni".into(),
+        connmark: CONNMARK,
+        veth_prefix: VethPrefix::default(),
     }
 }
 
@@ -234,7 +235,8 @@ fn our_table_lists_exactly_like_the_same_table_loaded_by_nft() {
         randomize: Randomize::Prng,
         node_port_support: true,
         external_snat: false,
-        veth_prefix: "eni".into(),
+        connmark: CONNMARK,
+        veth_prefix: VethPrefix::default(),
     };
     let mut nft = Nft::open_in(&Netns::open(ours.path()).unwrap()).unwrap();
     assert_eq!(nft.apply(&cfg).unwrap(), Outcome::Replaced);
@@ -250,6 +252,31 @@ fn our_table_lists_exactly_like_the_same_table_loaded_by_nft() {
     assert_eq!(nft.apply(&cfg).unwrap(), Outcome::Replaced);
     assert_eq!(list(&ours), list(&theirs));
     assert_eq!(nft.apply(&cfg).unwrap(), Outcome::Unchanged);
+}
+
+#[test]
+fn a_configured_connmark_of_several_bits_is_set_and_restored_bit_by_bit() {
+    let t = TestNs::new("nftmark");
+    let mut cfg = config();
+    cfg.connmark = 0x4001;
+    let mut nft = Nft::open_in(&Netns::open(t.path()).unwrap()).unwrap();
+    assert_eq!(nft.apply(&cfg).unwrap(), Outcome::Replaced);
+    assert_eq!(nft.apply(&cfg).unwrap(), Outcome::Unchanged);
+    let list = t.exec("nft", &["list", "table", "ip", "aws-cni"]);
+    assert!(!list.contains("0x00000080"), "{list}");
+    assert!(list.contains("ct mark set ct mark | 0x00004001"), "{list}");
+    for bit in ["0x00000001", "0x00004000"] {
+        assert!(
+            list.contains(&format!(
+                "ct mark & {bit} == {bit} meta mark set meta mark | {bit}"
+            )),
+            "{bit}: {list}"
+        );
+    }
+    // Back to the default: the table is replaced with the 0x80 rules.
+    assert_eq!(nft.apply(&config()).unwrap(), Outcome::Replaced);
+    let list = t.exec("nft", &["list", "table", "ip", "aws-cni"]);
+    assert!(list.contains("ct mark set ct mark | 0x00000080"), "{list}");
 }
 
 #[test]

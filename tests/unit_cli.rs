@@ -84,14 +84,14 @@ fn argv0_picks_the_role_through_symlinks() {
         );
     }
 
-    // The CNI plugin role: without CNI_COMMAND a plugin must fail and name the variable (CNI spec), or it is
-    // not built yet. The CLI would print its usage instead.
+    // The CNI plugin role (built): without CNI_COMMAND it must fail and name the variable (CNI spec). The CLI
+    // would print its usage instead.
     let out = run(&links.path("aws-cni"), &[], &[]);
     let (stdout, stderr) = text(&out);
     let all = format!("{stdout}{stderr}");
     assert!(!out.status.success());
     assert!(
-        all.contains("aws-cni plugin is not implemented yet") || all.contains("CNI_COMMAND"),
+        all.contains("CNI_COMMAND") && !all.contains("not implemented"),
         "aws-cni did not act as a CNI plugin: {all}"
     );
     assert!(!all.contains("usage: vpc-cni"), "{all}");
@@ -338,4 +338,111 @@ fn config_command_prints_effective_json_or_every_error() {
     }
     let out = run(Path::new(BIN), &["config", "--bogus"], &[]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Runs the built plugin (`aws-cni` via its symlink) with `stdin` and the CNI variables `env`.
+fn run_plugin(plugin: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(plugin)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the plugin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write the network configuration");
+    child.wait_with_output().expect("plugin output")
+}
+
+/// The veth prefix follows one rule from `vpc-cni config` through `install-cni` to the plugin's ADD: a prefix
+/// the configuration accepts is written into the conflist and accepted by the plugin; one it refuses stops
+/// `install-cni` before anything is written.
+#[test]
+fn veth_prefix_follows_one_rule_from_config_to_add() {
+    let links = LinkDir::new(&["aws-cni"]);
+    let dirs = |d: &TempDir| {
+        (
+            d.0.join("net.d").display().to_string(),
+            d.0.join("bin").display().to_string(),
+        )
+    };
+    for bad in ["a*", "a\\", "a%", "a\"b", "a/b"] {
+        let vars = [("AWS_VPC_K8S_CNI_VETHPREFIX", bad)];
+        let out = run(Path::new(BIN), &["config"], &vars);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("AWS_VPC_K8S_CNI_VETHPREFIX={bad:?}")),
+            "{bad:?}: {stderr}"
+        );
+        let d = TempDir::new("vethbad");
+        let (conf, bin) = dirs(&d);
+        let out = run(
+            Path::new(BIN),
+            &["install-cni"],
+            &[
+                vars[0],
+                ("HOST_CNI_CONFDIR_PATH", &conf),
+                ("HOST_CNI_BIN_PATH", &bin),
+            ],
+        );
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "install-cni accepted {bad:?}");
+        assert!(stderr.contains("AWS_VPC_K8S_CNI_VETHPREFIX"), "{stderr}");
+        assert!(!d.0.join("net.d/10-aws.conflist").exists(), "{bad:?}");
+    }
+
+    for good in ["v.1", "a-_9", "eni"] {
+        let vars = [("AWS_VPC_K8S_CNI_VETHPREFIX", good)];
+        let out = run(Path::new(BIN), &["config"], &vars);
+        assert!(out.status.success(), "{good:?}: {}", text(&out).1);
+        let d = TempDir::new("vethgood");
+        let (conf, bin) = dirs(&d);
+        let out = run(
+            Path::new(BIN),
+            &["install-cni"],
+            &[
+                vars[0],
+                ("HOST_CNI_CONFDIR_PATH", &conf),
+                ("HOST_CNI_BIN_PATH", &bin),
+            ],
+        );
+        assert!(out.status.success(), "{good:?}: {}", text(&out).1);
+        let list: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.0.join("net.d/10-aws.conflist")).unwrap())
+                .unwrap();
+        // What a runtime hands the first plugin: its entry plus the list's name and cniVersion.
+        let mut plugin = list["plugins"][0].clone();
+        assert_eq!(plugin["vethPrefix"], good);
+        plugin["name"] = list["name"].clone();
+        plugin["cniVersion"] = list["cniVersion"].clone();
+        let missing_netns = d.0.join("no-such-netns").display().to_string();
+        let out = run_plugin(
+            &links.path("aws-cni"),
+            &[
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", "c1"),
+                ("CNI_NETNS", &missing_netns),
+                ("CNI_IFNAME", "eth0"),
+                ("CNI_PATH", &bin),
+            ],
+            plugin.to_string().as_bytes(),
+        );
+        let (stdout, stderr) = text(&out);
+        // The ADD gets past the configuration and fails later, on the missing namespace.
+        assert!(!out.status.success());
+        let err: serde_json::Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{good:?}: no CNI error on stdout ({e}): {stdout}{stderr}"));
+        assert_ne!(err["code"], 7, "{good:?}: {err}");
+        assert!(
+            err["msg"].as_str().unwrap_or("").contains("CNI_NETNS"),
+            "{err}"
+        );
+    }
 }

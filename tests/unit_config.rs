@@ -337,7 +337,14 @@ fn veth_prefix_length_and_reserved_names() {
         "abcd"
     );
     assert_eq!(ok(&[(AWS_VPC_K8S_CNI_VETHPREFIX, "v")]).0.veth_prefix, "v");
-    for bad in ["abcde", "eth", "vlan", "lo", "a/b", "a b", "a:b", "é"] {
+    assert_eq!(
+        ok(&[(AWS_VPC_K8S_CNI_VETHPREFIX, "v.1")]).0.veth_prefix,
+        "v.1"
+    );
+    // What the kernel refuses in a name, what nft reads as a wildcard or escape, and quotes.
+    for bad in [
+        "abcde", "eth", "vlan", "lo", "a/b", "a b", "a:b", "é", "a*", "a\\", "a%", "a\"", "a+",
+    ] {
         let e = one_error(
             &[(AWS_VPC_K8S_CNI_VETHPREFIX, bad)],
             AWS_VPC_K8S_CNI_VETHPREFIX,
@@ -417,11 +424,96 @@ fn cidr_lists_skip_invalid_items_with_a_warning() {
             &c.exclude_snat_cidrs
         };
         let got: Vec<String> = got.iter().map(ToString::to_string).collect();
-        assert_eq!(got, ["10.0.0.0/8", "192.168.0.0/16", "fd00::/64"], "{name}");
         assert!(warned(&w, name, "bogus"), "{w:?}");
         assert!(warned(&w, name, "300.1.1.1/8"), "{w:?}");
-        assert_eq!(w.len(), 2, "{w:?}");
+        if name == AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS {
+            // SNAT is IPv4 only: upstream skips IPv6 exclusions, and we say so.
+            assert_eq!(got, ["10.0.0.0/8", "192.168.0.0/16"], "{name}");
+            assert!(warned(&w, name, "fd00::/64 is an IPv6 CIDR"), "{w:?}");
+            assert_eq!(w.len(), 3, "{w:?}");
+        } else {
+            assert_eq!(got, ["10.0.0.0/8", "192.168.0.0/16", "fd00::/64"], "{name}");
+            assert_eq!(w.len(), 2, "{w:?}");
+        }
     }
+}
+
+/// The SNAT and connmark settings as the nft table builder receives them.
+fn snat_config(c: &Config) -> vpc_cni::nft::SnatConfig {
+    vpc_cni::nft::SnatConfig {
+        primary_ip: "10.0.0.10".parse().expect("an address"),
+        primary_ifname: "eth0".into(),
+        vpc_cidrs: vec!["10.0.0.0/16".parse().expect("a CIDR")],
+        exclude_cidrs: c.exclude_snat_cidrs.clone(),
+        randomize: vpc_cni::nft::Randomize::Prng,
+        node_port_support: c.node_port_support,
+        external_snat: c.external_snat,
+        connmark: c.connmark,
+        veth_prefix: c.veth_prefix.clone(),
+    }
+}
+
+#[test]
+fn an_ipv6_snat_exclusion_leaves_the_ipv4_table_intact() {
+    let (c, _) = ok(&[(AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS, "fd00::/8,172.16.0.0/12")]);
+    let rs = vpc_cni::nft::ruleset(&snat_config(&c))
+        .expect("an IPv6 exclusion must not cost the node its SNAT table")
+        .expect("a table is wanted");
+    let snat = rs
+        .chains
+        .iter()
+        .find(|ch| ch.name == "snat-postrouting")
+        .unwrap();
+    // One return for the VPC, one for 172.16.0.0/12, then the SNAT rule.
+    assert_eq!(snat.rules.len(), 3);
+}
+
+#[test]
+fn connmark_is_read_in_gos_bases_and_reaches_the_nft_rules() {
+    assert_eq!(ok(&[]).0.connmark, 0x80);
+    for (v, want) in [
+        ("128", 0x80),
+        ("0x80", 0x80),
+        ("0X4000", 0x4000),
+        ("0200", 0x80),
+        ("0o200", 0x80),
+        ("0b10000000", 0x80),
+        ("+16", 16),
+        ("4294967295", u32::MAX),
+    ] {
+        assert_eq!(ok(&[(AWS_VPC_K8S_CNI_CONNMARK, v)]).0.connmark, want, "{v}");
+    }
+    for bad in [
+        "0",
+        "-128",
+        "4294967296",
+        "0x",
+        "0x1g",
+        "09",
+        "eighty",
+        "0x80 ",
+    ] {
+        let e = one_error(
+            &[(AWS_VPC_K8S_CNI_CONNMARK, bad)],
+            AWS_VPC_K8S_CNI_CONNMARK,
+            bad,
+        );
+        assert!(e.allowed.contains("1 to 4294967295"), "{e}");
+    }
+    // The configured mark is the one the connmark chains set and restore.
+    let (c, _) = ok(&[(AWS_VPC_K8S_CNI_CONNMARK, "0x4000")]);
+    let rs = vpc_cni::nft::ruleset(&snat_config(&c)).unwrap().unwrap();
+    let text = format!("{rs:?}");
+    let default = format!(
+        "{:?}",
+        vpc_cni::nft::ruleset(&snat_config(&ok(&[]).0))
+            .unwrap()
+            .unwrap()
+    );
+    let bytes = |m: u32| format!("{:?}", m.to_ne_bytes().to_vec());
+    assert!(text.contains(&bytes(0x4000)), "{text}");
+    assert!(!text.contains(&bytes(0x80)), "{text}");
+    assert!(default.contains(&bytes(0x80)), "{default}");
 }
 
 #[test]

@@ -218,11 +218,27 @@ fn at_most_one_decrease_per_30_seconds() {
 #[test]
 fn warm_eni_frees_empty_enis_only_after_a_minute_and_keeps_the_primary() {
     let mut node = m4(PoolConfig::default());
-    grow(&mut node, 40); // 3 ENIs
+    grow(&mut node, 30); // 2 ENIs in use, and a third warm one attached just before the release
     assert_eq!(node.shape().1, 3);
-    for p in 1..=40 {
+    let attached: std::collections::BTreeMap<String, _> = node
+        .ec2()
+        .enis
+        .iter()
+        .map(|(id, e)| (id.clone(), e.attached_at))
+        .collect();
+    let released = node.now;
+    for p in 1..=30 {
         let _ = node.ds.unassign(&key(p), node.now);
     }
+    // The rule is exercised: at release the newest ENI is younger than a minute.
+    let youngest = attached
+        .values()
+        .map(|a| released.saturating_since(*a))
+        .min();
+    assert!(
+        youngest.is_some_and(|age| age < Duration::from_secs(60)),
+        "{youngest:?}"
+    );
     let mut freed = vec![];
     for _ in 0..40 {
         let at = node.now;
@@ -235,11 +251,19 @@ fn warm_eni_frees_empty_enis_only_after_a_minute_and_keeps_the_primary() {
     assert_eq!(freed.len(), 2, "{freed:?}");
     assert!(freed.iter().all(|(e, _)| e != "eni-0"));
     assert_eq!(node.shape(), (29, 1, 29));
-    // Both freed ENIs were more than 60 s old and their addresses out of cooldown by then.
+    // Both freed ENIs were at least 60 s old and their addresses out of cooldown by then.
     for (eni, at) in &freed {
-        let attached = node.ec2().enis.get(eni).map(|e| e.attached_at);
-        assert!(attached.is_none(), "{eni} still attached in EC2");
-        let _ = at;
+        assert!(
+            !node.ec2().enis.contains_key(eni),
+            "{eni} still attached in EC2"
+        );
+        let age = at.saturating_since(attached[eni]);
+        assert!(age >= Duration::from_secs(60), "{eni} freed at age {age:?}");
+        let idle = at.saturating_since(released);
+        assert!(
+            idle >= Duration::from_secs(30),
+            "{eni} freed {idle:?} after release"
+        );
     }
 }
 

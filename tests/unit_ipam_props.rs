@@ -428,7 +428,7 @@ fn invariants(node: &Node, m: &Model) -> Result<(), String> {
 }
 
 /// Upstream's "too low" restated from its documentation, for given counters.
-fn ref_too_low(s: &Scenario, t: i64, a: i64, fp: i64) -> bool {
+fn ref_too_low(s: &Scenario, t: i64, a: i64) -> bool {
     let c = &s.cfg;
     if t >= i64::from(c.max_pods) {
         return false;
@@ -442,7 +442,6 @@ fn ref_too_low(s: &Scenario, t: i64, a: i64, fp: i64) -> bool {
     if w != 0 || min != 0 {
         return (w - avail).max(min - t) > 0;
     }
-    let _ = fp;
     let (unit, warm) = if pd {
         (16, i64::from(c.warm_prefix_target))
     } else {
@@ -517,7 +516,7 @@ fn converged_state_ok(s: &Scenario, node: &Node, m: &Model) -> Result<(), String
         node.ds.enis().count()
     );
     // 1. Not short of the targets, unless the instance has no room left.
-    if ref_too_low(s, now.total, now.assigned, now.free_prefixes) && !no_room {
+    if ref_too_low(s, now.total, now.assigned) && !no_room {
         return Err(format!("stable but too low: {state}"));
     }
     // 2. No other-mode leftovers remain (none is held or cooling any more).
@@ -551,7 +550,7 @@ fn converged_state_ok(s: &Scenario, node: &Node, m: &Model) -> Result<(), String
                 let held = (0..b.size()).any(|i| m.held(IpAddr::V4(b.nth(i).unwrap())));
                 if !held {
                     let after = counts(node, m, None, Some(b));
-                    if !ref_too_low(s, after.total, after.assigned, after.free_prefixes) {
+                    if !ref_too_low(s, after.total, after.assigned) {
                         return Err(format!("stable but over target, {b} could go: {state}"));
                     }
                 }
@@ -581,7 +580,7 @@ fn converged_state_ok(s: &Scenario, node: &Node, m: &Model) -> Result<(), String
         }
         let others = counts(node, m, Some(e.id()), None);
         let round = |x: i64| if pd { (x + 15) / 16 * 16 } else { x };
-        let needed = ref_too_low(s, others.total, others.assigned, others.free_prefixes)
+        let needed = ref_too_low(s, others.total, others.assigned)
             || if targets {
                 (w != 0 && others.total - others.assigned < round(w))
                     || (min != 0 && others.total < round(min))

@@ -783,8 +783,17 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
                 b'-' => -1,
                 _ => return None,
             };
+            // RFC 3339 `time-numoffset`: exactly HH:MM, so the arithmetic below cannot overflow.
             let (oh, om) = rest[1..].split_once(':')?;
-            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
+            let two_digits = |p: &str| {
+                (p.len() == 2 && p.bytes().all(|c| c.is_ascii_digit()))
+                    .then(|| p.parse::<i64>().ok())?
+            };
+            let (oh, om) = (two_digits(oh)?, two_digits(om)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            sign * (oh * 3600 + om * 60)
         }
     };
     let days = days_from_civil(y, mo as u32, d as u32);
@@ -843,6 +852,12 @@ mod tests {
             "2015-08-30T12:36:00",
             "yesterday",
             "2015-08-30T12:36:00.Z",
+            // Offsets beyond HH:MM: once an overflow in the offset arithmetic.
+            "2015-08-30T12:36:00+9999999999999999:00",
+            "2015-08-30T12:36:00-00:9999999999999999",
+            "2015-08-30T12:36:00+24:00",
+            "2015-08-30T12:36:00++1:00",
+            "2015-08-30T12:36:00+1:00",
         ] {
             assert!(parse_rfc3339(bad).is_none(), "{bad}");
         }

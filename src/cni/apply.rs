@@ -6,23 +6,89 @@
 use std::fmt;
 
 use super::plan::Op;
+use crate::{netlink, sysctl};
+
+/// Why a kernel step failed, kept typed so the errno survives to the caller.
+#[derive(Debug)]
+pub enum NetCause {
+    /// A netlink request failed; [`netlink::Error::errno`] has the kernel's errno.
+    Netlink(netlink::Error),
+    /// A sysctl could not be read or written.
+    Sysctl(sysctl::Error),
+    /// The kernel's state is not what the step needs or left behind (a missing link, a route
+    /// through another interface); the text says what was found.
+    State(String),
+}
+
+impl NetCause {
+    /// The errno behind the failure, if the kernel gave one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetCause::Netlink(e) => e.errno(),
+            NetCause::Sysctl(e) => match &e.cause {
+                sysctl::ErrorCause::Io(io) => io.raw_os_error(),
+                sysctl::ErrorCause::Invalid(_) => None,
+            },
+            NetCause::State(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for NetCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetCause::Netlink(e) => write!(f, "{e}"),
+            NetCause::Sysctl(e) => write!(f, "{e}"),
+            NetCause::State(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<netlink::Error> for NetCause {
+    fn from(e: netlink::Error) -> Self {
+        NetCause::Netlink(e)
+    }
+}
+
+impl From<sysctl::Error> for NetCause {
+    fn from(e: sysctl::Error) -> Self {
+        NetCause::Sysctl(e)
+    }
+}
+
+impl From<String> for NetCause {
+    fn from(s: String) -> Self {
+        NetCause::State(s)
+    }
+}
+
+impl From<&str> for NetCause {
+    fn from(s: &str) -> Self {
+        NetCause::State(s.to_string())
+    }
+}
 
 /// A failed kernel step: which step, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct NetError {
     /// The step (its Display form: what and on which object).
     pub step: String,
     /// The cause.
-    pub cause: String,
+    pub cause: NetCause,
 }
 
 impl NetError {
     /// An error for `op` with `cause`.
-    pub fn new(op: &Op, cause: impl fmt::Display) -> Self {
+    pub fn new(op: &Op, cause: impl Into<NetCause>) -> Self {
         NetError {
             step: op.to_string(),
-            cause: cause.to_string(),
+            cause: cause.into(),
         }
+    }
+
+    /// The errno behind the failure, if the kernel gave one.
+    pub fn errno(&self) -> Option<i32> {
+        self.cause.errno()
     }
 }
 
@@ -32,7 +98,15 @@ impl fmt::Display for NetError {
     }
 }
 
-impl std::error::Error for NetError {}
+impl std::error::Error for NetError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.cause {
+            NetCause::Netlink(e) => Some(e),
+            NetCause::Sysctl(e) => Some(e),
+            NetCause::State(_) => None,
+        }
+    }
+}
 
 /// The kernel operations a pod's wiring needs.
 pub trait PodNet {
@@ -47,7 +121,7 @@ pub trait PodNet {
 }
 
 /// A step of a plan that failed, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct StepFailure {
     /// Index of the failed step; the steps before it were applied.
     pub index: usize,
@@ -164,6 +238,26 @@ mod tests {
         );
         assert_eq!(net.applied.len(), f.index);
         assert!(net.applied.iter().all(|o| !matches!(o, Op::AddRule { .. })));
+    }
+
+    #[test]
+    fn the_errno_of_a_failed_step_survives() {
+        let op = &ops()[0];
+        let e = NetError::new(
+            op,
+            netlink::Error::new(
+                "add veth",
+                netlink::Cause::Errno {
+                    errno: 17,
+                    ext_msg: None,
+                },
+            ),
+        );
+        assert_eq!(e.errno(), Some(17));
+        assert!(std::error::Error::source(&e).is_some());
+        let e = NetError::new(op, "missing");
+        assert_eq!(e.errno(), None);
+        assert_eq!(e.to_string(), format!("{op}: missing"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, ConfigError};
 use crate::fsutil::{self, FsError};
+use crate::net::VethPrefix;
 
 /// The conflist file name.
 pub const CONFLIST_NAME: &str = "10-aws.conflist";
@@ -34,7 +35,7 @@ pub struct InstallConfig {
     /// `HOST_CNI_BIN_PATH`.
     pub bin_dir: PathBuf,
     /// `AWS_VPC_K8S_CNI_VETHPREFIX`.
-    pub veth_prefix: String,
+    pub veth_prefix: VethPrefix,
     /// `POD_MTU`, else `AWS_VPC_ENI_MTU`, else 9001.
     pub mtu: u32,
     /// `AWS_VPC_K8S_PLUGIN_LOG_FILE` (`stderr` or a path).
@@ -108,7 +109,7 @@ pub fn conflist(cfg: &InstallConfig) -> Value {
         json!({
             "name": NETWORK_NAME,
             "type": "aws-cni",
-            "vethPrefix": cfg.veth_prefix,
+            "vethPrefix": cfg.veth_prefix.as_str(),
             "mtu": cfg.mtu.to_string(),
             "podSGEnforcingMode": cfg.pod_sg_enforcing_mode,
             "pluginLogFile": cfg.plugin_log_file,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use super::apply::{NetError, PodNet};
+use super::apply::{NetCause, NetError, PodNet};
 use super::plan::{Op, RuleSelector, GATEWAY, MAIN_TABLE};
 use crate::net::IpNet;
 use crate::netlink::{self, Family, Link, Netlink, Netns, Route, RouteScope, Rule};
@@ -44,23 +44,23 @@ impl KernelNet {
             .ok_or_else(|| netlink::Error::new(format!("open {netns}"), netlink::Cause::NotFound))
     }
 
-    fn host_link(&mut self, name: &str) -> Result<Link, String> {
+    fn host_link(&mut self, name: &str) -> Result<Link, NetCause> {
         match self.host.link_by_name(name) {
             Ok(Some(l)) => Ok(l),
-            Ok(None) => Err(format!("host link {name} does not exist")),
-            Err(e) => Err(e.to_string()),
+            Ok(None) => Err(format!("host link {name} does not exist").into()),
+            Err(e) => Err(e.into()),
         }
     }
 
-    fn pod_link(&mut self, netns: &str, ifname: &str) -> Result<Link, String> {
+    fn pod_link(&mut self, netns: &str, ifname: &str) -> Result<Link, NetCause> {
         match self
             .pod(netns)
-            .map_err(|e| e.to_string())?
+            .map_err(NetCause::from)?
             .link_by_name(ifname)
         {
             Ok(Some(l)) => Ok(l),
-            Ok(None) => Err(format!("{ifname} does not exist in {netns}")),
-            Err(e) => Err(e.to_string()),
+            Ok(None) => Err(format!("{ifname} does not exist in {netns}").into()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -70,17 +70,17 @@ impl KernelNet {
         netns: &str,
         ifname: &str,
         matches: impl Fn(&Route, u32) -> bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), NetCause> {
         let l = self.pod_link(netns, ifname)?;
         let routes = self
             .pod(netns)
             .and_then(|p| p.routes(Family::V4, MAIN_TABLE))
-            .map_err(|e| e.to_string())?;
+            .map_err(NetCause::from)?;
         routes
             .iter()
             .any(|r| matches(r, l.index))
             .then_some(())
-            .ok_or_else(|| "missing".to_string())
+            .ok_or_else(|| "missing".into())
     }
 
     fn rule_for(priority: u32, selector: RuleSelector, table: u32) -> Rule {
@@ -90,22 +90,22 @@ impl KernelNet {
         }
     }
 
-    fn run(&mut self, op: &Op) -> Result<(), String> {
+    fn run(&mut self, op: &Op) -> Result<(), NetCause> {
         let gw = IpAddr::V4(GATEWAY);
         match op {
             Op::DeleteHostLink { name } => self
                 .host
                 .delete_link_by_name(name)
                 .map(drop)
-                .map_err(|e| e.to_string()),
+                .map_err(NetCause::from),
             Op::DeletePodLink { netns, ifname } => {
                 if !Path::new(netns).exists() {
                     return Ok(());
                 }
-                let pod = self.pod(netns).map_err(|e| e.to_string())?;
+                let pod = self.pod(netns).map_err(NetCause::from)?;
                 pod.delete_link_by_name(ifname)
                     .map(drop)
-                    .map_err(|e| e.to_string())
+                    .map_err(NetCause::from)
             }
             Op::CreateVeth {
                 netns,
@@ -115,7 +115,7 @@ impl KernelNet {
             } => {
                 // Borrow dance: the pod handle and the host namespace are both fields of self.
                 if !self.pods.contains_key(netns.as_str()) {
-                    self.pod(netns).map_err(|e| e.to_string())?;
+                    self.pod(netns).map_err(NetCause::from)?;
                 }
                 let pod = self
                     .pods
@@ -129,7 +129,7 @@ impl KernelNet {
                     peer_mac: None,
                     peer_netns: Some(&self.host_ns),
                 })
-                .map_err(|e| e.to_string())
+                .map_err(NetCause::from)
             }
             Op::SetHostVethSysctls { host_ifname } => {
                 if !Path::new("/proc/sys/net/ipv6/conf")
@@ -143,17 +143,17 @@ impl KernelNet {
                     .set_accept_ra(host_ifname, 0)
                     .and_then(|()| sysctl.set_accept_redirects(host_ifname, true))
                     .and_then(|()| sysctl.set_ipv6_forwarding(host_ifname, false))
-                    .map_err(|e| e.to_string())
+                    .map_err(NetCause::from)
             }
             Op::HostLinkUp { host_ifname } => {
                 let l = self.host_link(host_ifname)?;
-                self.host.set_link_up(l.index).map_err(|e| e.to_string())
+                self.host.set_link_up(l.index).map_err(NetCause::from)
             }
             Op::PodLinkUp { netns, ifname } => {
                 let l = self.pod_link(netns, ifname)?;
                 self.pod(netns)
                     .and_then(|p| p.set_link_up(l.index))
-                    .map_err(|e| e.to_string())
+                    .map_err(NetCause::from)
             }
             Op::PodAddress {
                 netns,
@@ -163,13 +163,13 @@ impl KernelNet {
                 let l = self.pod_link(netns, ifname)?;
                 self.pod(netns)
                     .and_then(|p| p.replace_address(l.index, host_net(*addr)))
-                    .map_err(|e| e.to_string())
+                    .map_err(NetCause::from)
             }
             Op::PodGatewayRoute { netns, ifname } => {
                 let l = self.pod_link(netns, ifname)?;
                 self.pod(netns)
                     .and_then(|p| p.replace_route(&Route::link(host_net(GATEWAY), l.index)))
-                    .map_err(|e| e.to_string())
+                    .map_err(NetCause::from)
             }
             Op::PodDefaultRoute { netns, ifname } => {
                 let l = self.pod_link(netns, ifname)?;
@@ -177,27 +177,26 @@ impl KernelNet {
                     .and_then(|p| {
                         p.replace_route(&Route::via(IpNet::default_for(false), gw, l.index))
                     })
-                    .map_err(|e| e.to_string())
+                    .map_err(NetCause::from)
             }
             Op::PodGatewayNeighbour {
                 netns,
                 ifname,
                 host_ifname,
             } => {
-                let mac = self
-                    .host_link(host_ifname)?
-                    .mac
-                    .ok_or_else(|| format!("host link {host_ifname} has no MAC address"))?;
+                let mac = self.host_link(host_ifname)?.mac.ok_or_else(|| {
+                    NetCause::from(format!("host link {host_ifname} has no MAC address"))
+                })?;
                 let l = self.pod_link(netns, ifname)?;
                 self.pod(netns)
                     .and_then(|p| p.add_permanent_neighbour(l.index, gw, mac))
-                    .map_err(|e| e.to_string())
+                    .map_err(NetCause::from)
             }
             Op::HostRoute { addr, host_ifname } => {
                 let l = self.host_link(host_ifname)?;
                 self.host
                     .replace_route(&Route::link(host_net(*addr), l.index))
-                    .map_err(|e| e.to_string())
+                    .map_err(NetCause::from)
             }
             Op::AddRule {
                 priority,
@@ -206,7 +205,7 @@ impl KernelNet {
             } => self
                 .host
                 .add_rule(&Self::rule_for(*priority, *selector, *table))
-                .map_err(|e| e.to_string()),
+                .map_err(NetCause::from),
             Op::DeleteRules { priority, selector } => {
                 // Table 0 matches any table; repeat until none is left (duplicates from older runs).
                 let rule = Self::rule_for(*priority, *selector, 0);
@@ -214,7 +213,7 @@ impl KernelNet {
                     match self.host.delete_rule(&rule) {
                         Ok(true) => continue,
                         Ok(false) => return Ok(()),
-                        Err(e) => return Err(e.to_string()),
+                        Err(e) => return Err(e.into()),
                     }
                 }
                 Err("more than 64 matching rules".into())
@@ -222,7 +221,7 @@ impl KernelNet {
         }
     }
 
-    fn check(&mut self, op: &Op) -> Result<(), String> {
+    fn check(&mut self, op: &Op) -> Result<(), NetCause> {
         let gw = IpAddr::V4(GATEWAY);
         match op {
             Op::CreateVeth {
@@ -235,16 +234,16 @@ impl KernelNet {
                 let host = self.host_link(host_ifname)?;
                 for l in [&pod, &host] {
                     if l.kind.as_deref() != Some("veth") {
-                        return Err(format!("{} is {:?}, not a veth", l.name, l.kind));
+                        return Err(format!("{} is {:?}, not a veth", l.name, l.kind).into());
                     }
                     if l.mtu != *mtu {
-                        return Err(format!("{} has mtu {}, expected {mtu}", l.name, l.mtu));
+                        return Err(format!("{} has mtu {}, expected {mtu}", l.name, l.mtu).into());
                     }
                 }
                 if pod.link != Some(host.index) {
-                    return Err(format!(
-                        "{pod_ifname} is not the peer of host link {host_ifname}"
-                    ));
+                    return Err(
+                        format!("{pod_ifname} is not the peer of host link {host_ifname}").into(),
+                    );
                 }
                 Ok(())
             }
@@ -252,13 +251,13 @@ impl KernelNet {
                 let l = self.host_link(host_ifname)?;
                 l.is_up()
                     .then_some(())
-                    .ok_or_else(|| format!("{host_ifname} is down"))
+                    .ok_or_else(|| format!("{host_ifname} is down").into())
             }
             Op::PodLinkUp { netns, ifname } => {
                 let l = self.pod_link(netns, ifname)?;
                 l.is_up()
                     .then_some(())
-                    .ok_or_else(|| format!("{ifname} is down"))
+                    .ok_or_else(|| format!("{ifname} is down").into())
             }
             Op::PodAddress {
                 netns,
@@ -269,12 +268,12 @@ impl KernelNet {
                 let addrs = self
                     .pod(netns)
                     .and_then(|p| p.addresses(Some(Family::V4), Some(l.index)))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(NetCause::from)?;
                 if addrs.iter().any(|a| a.prefix == host_net(*addr)) {
                     Ok(())
                 } else {
                     let have: Vec<String> = addrs.iter().map(|a| a.prefix.to_string()).collect();
-                    Err(format!("missing; {ifname} has {have:?}"))
+                    Err(format!("missing; {ifname} has {have:?}").into())
                 }
             }
             Op::PodGatewayRoute { netns, ifname } => self.pod_has_route(netns, ifname, |r, oif| {
@@ -293,16 +292,17 @@ impl KernelNet {
                 let neigh = self
                     .pod(netns)
                     .and_then(|p| p.neighbours(Some(Family::V4), Some(l.index)))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(NetCause::from)?;
                 match neigh.iter().find(|n| n.ip == gw) {
                     None => Err("missing".into()),
                     Some(n) if n.state & NUD_PERMANENT == 0 => {
-                        Err(format!("state {:#x} is not permanent", n.state))
+                        Err(format!("state {:#x} is not permanent", n.state).into())
                     }
                     Some(n) if n.mac != mac => Err(format!(
                         "lladdr {} is not the MAC of {host_ifname}",
                         n.mac.map(|m| m.to_string()).unwrap_or_default()
-                    )),
+                    )
+                    .into()),
                     Some(_) => Ok(()),
                 }
             }
@@ -311,14 +311,14 @@ impl KernelNet {
                 let routes = self
                     .host
                     .routes(Family::V4, MAIN_TABLE)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(NetCause::from)?;
                 match routes.iter().find(|r| r.dst == host_net(*addr)) {
                     None => Err("missing".into()),
                     Some(r) if r.oif != Some(l.index) => {
-                        Err(format!("goes out of link index {:?}", r.oif))
+                        Err(format!("goes out of link index {:?}", r.oif).into())
                     }
                     Some(r) if r.scope != RouteScope::Link => {
-                        Err(format!("scope {:?}, not link", r.scope))
+                        Err(format!("scope {:?}, not link", r.scope).into())
                     }
                     Some(_) => Ok(()),
                 }
@@ -329,7 +329,7 @@ impl KernelNet {
                 table,
             } => {
                 let want = Self::rule_for(*priority, *selector, *table);
-                let rules = self.host.rules(Family::V4).map_err(|e| e.to_string())?;
+                let rules = self.host.rules(Family::V4).map_err(NetCause::from)?;
                 if rules.contains(&want) {
                     return Ok(());
                 }
@@ -337,7 +337,7 @@ impl KernelNet {
                     r.priority == want.priority && r.src == want.src && r.dst == want.dst
                 });
                 match same_selector {
-                    Some(r) => Err(format!("looks up table {}, expected {table}", r.table)),
+                    Some(r) => Err(format!("looks up table {}, expected {table}", r.table).into()),
                     None => Err("missing".into()),
                 }
             }

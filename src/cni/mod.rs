@@ -190,10 +190,10 @@ pub fn run(
 /// The host veth name of this pod: from the kubelet's pod name, else (no K8S args) from the container id.
 fn host_ifname(env: &Env, conf: &NetConf) -> String {
     if env.args.pod_name.is_empty() && env.args.pod_namespace.is_empty() {
-        plan::host_veth_name(&conf.veth_prefix, &env.container_id, &env.ifname)
+        plan::host_veth_name(conf.veth_prefix.as_str(), &env.container_id, &env.ifname)
     } else {
         plan::host_veth_name(
-            &conf.veth_prefix,
+            conf.veth_prefix.as_str(),
             &env.args.pod_namespace,
             &env.args.pod_name,
         )

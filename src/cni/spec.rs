@@ -12,6 +12,8 @@ use core::net::Ipv4Addr;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::net::VethPrefix;
+
 /// Spec versions this plugin speaks, oldest first. 0.1.0 and 0.2.0 (no `interfaces`, no `prevResult`)
 /// are refused with error 1.
 pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
@@ -20,7 +22,7 @@ pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1
 pub const LATEST_VERSION: &str = "1.1.0";
 
 /// Default host veth prefix (`AWS_VPC_K8S_CNI_VETHPREFIX`).
-pub const DEFAULT_VETH_PREFIX: &str = "eni";
+pub const DEFAULT_VETH_PREFIX: &str = VethPrefix::DEFAULT;
 /// Default pod MTU when the configuration names none.
 pub const DEFAULT_MTU: u32 = 9001;
 /// Smallest pod MTU accepted (as upstream).
@@ -321,8 +323,8 @@ pub struct NetConf {
     pub plugin_type: String,
     /// Pod MTU (`mtu`, a number or a numeric string; default 9001, range 576–9001).
     pub mtu: u32,
-    /// Host veth prefix (`vethPrefix`, at most 4 characters; default `eni`).
-    pub veth_prefix: String,
+    /// Host veth prefix (`vethPrefix`, default `eni`).
+    pub veth_prefix: VethPrefix,
     /// `pluginLogFile`.
     pub plugin_log_file: Option<String>,
     /// `pluginLogLevel`.
@@ -456,22 +458,10 @@ impl NetConf {
                 }
             }
         };
-        let veth_prefix = match wire.veth_prefix {
-            None => DEFAULT_VETH_PREFIX.to_string(),
-            Some(p) if p.is_empty() => DEFAULT_VETH_PREFIX.to_string(),
+        let veth_prefix = match wire.veth_prefix.as_deref() {
+            None | Some("") => VethPrefix::default(),
             Some(p) => {
-                if p.len() > 4
-                    || !p
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                    || matches!(p.as_str(), "eth" | "vlan" | "lo")
-                {
-                    return Err(invalid(
-                        "invalid vethPrefix",
-                        format!("vethPrefix {p:?}: allowed are 1 to 4 letters, digits, '-' or '_', not eth, vlan or lo"),
-                    ));
-                }
-                p
+                VethPrefix::parse(p).map_err(|e| invalid("invalid vethPrefix", e.to_string()))?
             }
         };
         if let Some(mode) = &wire.pod_sg_enforcing_mode {

@@ -423,7 +423,7 @@ impl Daemon {
         // Checkpoint restore.
         let t = StdInstant::now();
         let store = Arc::new(CheckpointStore::new(&cfg.backing_store));
-        restore_checkpoint(&store, &mut ds, net.as_mut(), &cfg.veth_prefix)
+        restore_checkpoint(&store, &mut ds, net.as_mut(), cfg.veth_prefix.as_str())
             .map_err(fail("checkpoint"))?;
         steps.push(("checkpoint restore", t.elapsed()));
 

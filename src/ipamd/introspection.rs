@@ -41,7 +41,7 @@ pub const READYZ: &str = "/readyz";
 /// Metrics path.
 pub const METRICS: &str = "/metrics";
 
-/// Upstream's default connection mark (`AWS_VPC_K8S_CNI_CONNMARK`, not configurable here).
+/// Upstream's default connection mark (`AWS_VPC_K8S_CNI_CONNMARK`).
 pub const CONNMARK: u32 = 0x80;
 
 /// Whether the daemon is ready and, if not, why.
@@ -224,7 +224,7 @@ fn snat_type(r: RandomizeSnat) -> u32 {
 /// The `/v1/networkutils-env-settings` document (keys sorted, as Go marshals a map).
 pub fn networkutils_env_settings(cfg: &Config) -> Map<String, Value> {
     let mut m = Map::new();
-    m.insert("AWS_VPC_K8S_CNI_CONNMARK".into(), json!(CONNMARK));
+    m.insert("AWS_VPC_K8S_CNI_CONNMARK".into(), json!(cfg.connmark));
     m.insert(
         config::AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS.into(),
         cidr_list(&cfg.exclude_snat_cidrs),
@@ -240,7 +240,7 @@ pub fn networkutils_env_settings(cfg: &Config) -> Map<String, Value> {
     m.insert(config::AWS_VPC_ENI_MTU.into(), json!(cfg.eni_mtu));
     m.insert(
         config::AWS_VPC_K8S_CNI_VETHPREFIX.into(),
-        json!(cfg.veth_prefix),
+        json!(cfg.veth_prefix.as_str()),
     );
     m.insert(
         config::AWS_VPC_CNI_NODE_PORT_SUPPORT.into(),

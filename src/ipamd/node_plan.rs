@@ -40,6 +40,7 @@ use core::fmt;
 use core::net::{IpAddr, Ipv4Addr};
 
 use crate::config::{Config, RandomizeSnat};
+use crate::net::VethPrefix;
 use crate::net::{IpNet, Ipv4Cidr, MacAddr};
 use crate::nft::{Randomize, SnatConfig};
 
@@ -127,7 +128,9 @@ pub struct NodeSettings {
     /// `AWS_EXTERNAL_SERVICE_CIDRS` (IPv4 entries).
     pub external_service_cidrs: Vec<Ipv4Cidr>,
     /// `AWS_VPC_K8S_CNI_VETHPREFIX`.
-    pub veth_prefix: String,
+    pub veth_prefix: VethPrefix,
+    /// `AWS_VPC_K8S_CNI_CONNMARK`: the connection mark and the fwmark of the priority-1024 rule.
+    pub connmark: u32,
     /// `AWS_VPC_K8S_CNI_CONFIGURE_RPFILTER`: set `rp_filter=2` on the primary interface.
     pub configure_rp_filter: bool,
     /// `DISABLE_TCP_EARLY_DEMUX`.
@@ -166,6 +169,7 @@ impl NodeSettings {
             exclude_snat_cidrs: v4_only(&c.exclude_snat_cidrs),
             external_service_cidrs: v4_only(&c.external_service_cidrs),
             veth_prefix: c.veth_prefix.clone(),
+            connmark: c.connmark,
             configure_rp_filter: c.configure_rpfilter,
             disable_tcp_early_demux: c.disable_tcp_early_demux,
             ip_forward: true,
@@ -211,7 +215,9 @@ pub struct SnatPlan {
     /// External SNAT.
     pub external_snat: bool,
     /// Host veth prefix.
-    pub veth_prefix: String,
+    pub veth_prefix: VethPrefix,
+    /// Connection mark.
+    pub connmark: u32,
 }
 
 impl SnatPlan {
@@ -226,6 +232,7 @@ impl SnatPlan {
             node_port_support: self.node_port_support,
             external_snat: self.external_snat,
             veth_prefix: self.veth_prefix.clone(),
+            connmark: self.connmark,
         }
     }
 }
@@ -521,8 +528,8 @@ pub fn host_plan(spec: &NodeSpec) -> Vec<NodeOp> {
         ops.push(NodeOp::IpForward);
     }
     let mark = NodeRule::FwMark {
-        mark: CONNMARK,
-        mask: CONNMARK,
+        mark: s.connmark,
+        mask: s.connmark,
     };
     if s.node_port_support || !s.external_snat {
         ops.push(NodeOp::AddRule {
@@ -550,6 +557,7 @@ pub fn host_plan(spec: &NodeSpec) -> Vec<NodeOp> {
         node_port_support: s.node_port_support,
         external_snat: s.external_snat,
         veth_prefix: s.veth_prefix.clone(),
+        connmark: s.connmark,
     }));
     ops
 }

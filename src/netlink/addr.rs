@@ -3,7 +3,8 @@
 use super::error::Result;
 use super::types::{ip_bytes, ip_from, Family, AF_INET6, AF_UNSPEC};
 use super::wire::{
-    attrs, Msg, MsgBuf, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    attrs, Malformed, Msg, MsgBuf, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE,
+    NLM_F_REQUEST,
 };
 use super::{deleted, Netlink};
 use crate::net::IpNet;
@@ -56,16 +57,17 @@ pub(crate) fn addr_msg(ty: u16, flags: u16, index: u32, prefix: IpNet) -> MsgBuf
     m
 }
 
-pub(crate) fn parse_addr(msg: &Msg<'_>) -> Option<Address> {
+pub(crate) fn parse_addr(msg: &Msg<'_>) -> Result<Option<Address>, Malformed> {
     let p = msg.payload;
     if msg.ty != RTM_NEWADDR || p.len() < 8 {
-        return None;
+        return Ok(None);
     }
     let family = p[0];
     let mut local = None;
     let mut address = None;
     let mut flags = u32::from(p[2]);
     for a in attrs(&p[8..]) {
+        let a = a?;
         match a.ty {
             IFA_LOCAL => local = ip_from(family, a.data),
             IFA_ADDRESS => address = ip_from(family, a.data),
@@ -74,13 +76,16 @@ pub(crate) fn parse_addr(msg: &Msg<'_>) -> Option<Address> {
         }
     }
     // For point-to-point links IFA_ADDRESS is the peer; IFA_LOCAL is ours when present.
-    let ip = local.or(address)?;
-    Some(Address {
+    let Some(ip) = local.or(address) else {
+        return Ok(None);
+    };
+    let prefix = IpNet::new(ip, p[1]).map_err(|_| Malformed("address prefix length"))?;
+    Ok(Some(Address {
         index: u32::from_ne_bytes([p[4], p[5], p[6], p[7]]),
-        prefix: IpNet::new(ip, p[1]).ok()?,
+        prefix,
         scope: p[3],
         flags,
-    })
+    }))
 }
 
 impl Netlink {

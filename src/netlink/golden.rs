@@ -153,7 +153,18 @@ fn requests_decode_back_to_the_same_objects() {
         .with_metric(7)
         .with_src(ip("10.0.0.5"));
     let b = decode(route_msg(24, NEW, &r));
-    assert_eq!(parse_route(&messages(&b).next().unwrap().unwrap()), Some(r));
+    assert_eq!(
+        parse_route(&messages(&b).next().unwrap().unwrap()),
+        Ok(Some(r))
+    );
+    // A reply whose last attribute runs past the message is an error, not a shorter route.
+    let mut cut = b.clone();
+    let at = cut.len() - 8;
+    cut[at..at + 2].copy_from_slice(&64u16.to_ne_bytes());
+    assert_eq!(
+        parse_route(&messages(&cut).next().unwrap().unwrap()),
+        Err(super::wire::Malformed("bad attribute length"))
+    );
     let mut rule = Rule::from_prefix(net("10.0.0.0/16"), 1536, 1000);
     rule.dst = Some(net("192.168.0.0/24"));
     rule.fwmark = Some(0x80);
@@ -163,10 +174,12 @@ fn requests_decode_back_to_the_same_objects() {
     let b = decode(rule_msg(32, NEW, &rule));
     assert_eq!(
         parse_rule(&messages(&b).next().unwrap().unwrap()),
-        Some(rule)
+        Ok(Some(rule))
     );
     let b = decode(addr_msg(20, NEW, 9, net("2001:db8::5/64")));
-    let a = parse_addr(&messages(&b).next().unwrap().unwrap()).unwrap();
+    let a = parse_addr(&messages(&b).next().unwrap().unwrap())
+        .unwrap()
+        .unwrap();
     assert_eq!((a.index, a.prefix), (9, net("2001:db8::5/64")));
     let mac = "02:11:22:33:44:55".parse().unwrap();
     let b = decode(neigh_msg(
@@ -177,7 +190,9 @@ fn requests_decode_back_to_the_same_objects() {
         Some(mac),
         NUD_PERMANENT,
     ));
-    let n = parse_neigh(&messages(&b).next().unwrap().unwrap()).unwrap();
+    let n = parse_neigh(&messages(&b).next().unwrap().unwrap())
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (n.index, n.ip, n.mac, n.state),
         (3, ip("fe80::1"), Some(mac), NUD_PERMANENT)

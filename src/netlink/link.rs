@@ -5,7 +5,9 @@ use std::os::fd::{AsFd, AsRawFd};
 use super::error::{libc_errno, Cause, Error, Result};
 use super::netns::Netns;
 use super::types::AF_UNSPEC;
-use super::wire::{attrs, Msg, MsgBuf, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
+use super::wire::{
+    attrs, Malformed, Msg, MsgBuf, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+};
 use super::{deleted, Netlink};
 use crate::net::MacAddr;
 
@@ -144,9 +146,9 @@ pub(crate) fn veth_msg(spec: &VethSpec<'_>, peer_ns_fd: Option<i32>) -> MsgBuf {
 }
 
 /// Decodes an `RTM_NEWLINK` message.
-pub(crate) fn parse_link(msg: &Msg<'_>) -> Option<Link> {
+pub(crate) fn parse_link(msg: &Msg<'_>) -> Result<Option<Link>, Malformed> {
     if msg.ty != RTM_NEWLINK || msg.payload.len() < 16 {
-        return None;
+        return Ok(None);
     }
     let p = msg.payload;
     let mut link = Link {
@@ -161,6 +163,7 @@ pub(crate) fn parse_link(msg: &Msg<'_>) -> Option<Link> {
         operstate: 0,
     };
     for a in attrs(&p[16..]) {
+        let a = a?;
         match a.ty {
             IFLA_IFNAME => link.name = a.str().to_string(),
             IFLA_ADDRESS if a.data.len() == 6 => {
@@ -174,6 +177,7 @@ pub(crate) fn parse_link(msg: &Msg<'_>) -> Option<Link> {
             IFLA_OPERSTATE => link.operstate = a.u8(),
             IFLA_LINKINFO => {
                 for i in a.nested() {
+                    let i = i?;
                     if i.ty == IFLA_INFO_KIND {
                         link.kind = Some(i.str().to_string());
                     }
@@ -182,7 +186,7 @@ pub(crate) fn parse_link(msg: &Msg<'_>) -> Option<Link> {
             _ => {}
         }
     }
-    Some(link)
+    Ok(Some(link))
 }
 
 impl Netlink {

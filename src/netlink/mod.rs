@@ -73,7 +73,7 @@ impl Netlink {
         &mut self,
         req: MsgBuf,
         op: impl FnOnce() -> String,
-        parse: impl FnMut(&Msg<'_>) -> Option<T>,
+        parse: impl FnMut(&Msg<'_>) -> std::result::Result<Option<T>, wire::Malformed>,
     ) -> Result<Vec<T>> {
         let mut bytes = req.finish();
         self.sock

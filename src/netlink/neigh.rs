@@ -4,7 +4,9 @@ use std::net::IpAddr;
 
 use super::error::Result;
 use super::types::{ip_bytes, ip_from, Family, AF_UNSPEC};
-use super::wire::{attrs, Msg, MsgBuf, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST};
+use super::wire::{
+    attrs, Malformed, Msg, MsgBuf, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST,
+};
 use super::{deleted, Netlink};
 use crate::net::MacAddr;
 
@@ -55,14 +57,15 @@ pub(crate) fn neigh_msg(
     m
 }
 
-pub(crate) fn parse_neigh(msg: &Msg<'_>) -> Option<Neighbour> {
+pub(crate) fn parse_neigh(msg: &Msg<'_>) -> Result<Option<Neighbour>, Malformed> {
     let p = msg.payload;
     if msg.ty != RTM_NEWNEIGH || p.len() < 12 {
-        return None;
+        return Ok(None);
     }
     let mut ip = None;
     let mut mac = None;
     for a in attrs(&p[12..]) {
+        let a = a?;
         match a.ty {
             NDA_DST => ip = ip_from(p[0], a.data),
             NDA_LLADDR if a.data.len() == 6 => {
@@ -73,12 +76,12 @@ pub(crate) fn parse_neigh(msg: &Msg<'_>) -> Option<Neighbour> {
             _ => {}
         }
     }
-    Some(Neighbour {
+    Ok(ip.map(|ip| Neighbour {
         index: u32::from_ne_bytes([p[4], p[5], p[6], p[7]]),
-        ip: ip?,
+        ip,
         mac,
         state: u16::from_ne_bytes([p[8], p[9]]),
-    })
+    }))
 }
 
 impl Netlink {

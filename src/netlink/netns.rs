@@ -101,7 +101,8 @@ impl Netns {
     }
 
     /// Moves the calling thread into this namespace until the returned guard is dropped (or
-    /// [`NetnsGuard::restore`] is called). The guard cannot leave the thread.
+    /// [`NetnsGuard::restore`] is called). The guard cannot leave the thread. If switching back
+    /// ever fails, the process aborts: a thread never runs on in the wrong namespace.
     pub fn enter(&self) -> Result<NetnsGuard> {
         let prev = Netns::current()?;
         setns(self.as_fd(), &self.path)?;
@@ -112,11 +113,11 @@ impl Netns {
     }
 
     /// Runs `f` inside this namespace on the calling thread and switches back afterwards, also
-    /// when `f` returns early or panics.
+    /// when `f` returns early or panics. Fails only when the namespace cannot be entered.
     pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
         let guard = self.enter()?;
         let out = f();
-        guard.restore()?;
+        guard.restore();
         Ok(out)
     }
 }
@@ -145,24 +146,27 @@ pub struct NetnsGuard {
 }
 
 impl NetnsGuard {
-    /// Switches back to the namespace the thread was in before, reporting failure.
-    pub fn restore(mut self) -> Result<()> {
-        match self.prev.take() {
-            Some(prev) => setns(prev.as_fd(), &prev.path),
-            None => Ok(()),
+    /// Switches back to the namespace the thread was in before (what dropping the guard does). There
+    /// is nothing to report: if the switch fails, the process aborts.
+    pub fn restore(mut self) {
+        self.switch_back();
+    }
+
+    fn switch_back(&mut self) {
+        if let Some(prev) = self.prev.take() {
+            if let Err(e) = setns(prev.as_fd(), &prev.path) {
+                // A thread left in a pod's namespace would configure the wrong namespace from
+                // now on, and no caller can be trusted to stop using it: stopping is the only
+                // safe choice.
+                log::error!("{e}; aborting rather than running in the wrong network namespace");
+                std::process::abort();
+            }
         }
     }
 }
 
 impl Drop for NetnsGuard {
     fn drop(&mut self) {
-        if let Some(prev) = self.prev.take() {
-            if let Err(e) = setns(prev.as_fd(), &prev.path) {
-                // A thread left in a pod's namespace would configure the wrong namespace from
-                // now on; stopping is the only safe choice.
-                log::error!("{e}; aborting rather than running in the wrong network namespace");
-                std::process::abort();
-            }
-        }
+        self.switch_back();
     }
 }

@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use super::error::Result;
 use super::types::{ip_bytes, ip_from, Family};
 use super::wire::{
-    attrs, Msg, MsgBuf, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    attr_list, Attr, Malformed, Msg, MsgBuf, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE,
+    NLM_F_REQUEST,
 };
 use super::{deleted, Netlink};
 use crate::net::IpNet;
@@ -263,11 +264,17 @@ pub(crate) fn route_msg(ty: u16, flags: u16, r: &Route) -> MsgBuf {
     m
 }
 
-pub(crate) fn parse_route(msg: &Msg<'_>) -> Option<Route> {
+pub(crate) fn parse_route(msg: &Msg<'_>) -> Result<Option<Route>, Malformed> {
     let p = msg.payload;
     if msg.ty != RTM_NEWROUTE || p.len() < 12 {
-        return None;
+        return Ok(None);
     }
+    let list = attr_list(&p[12..])?;
+    Ok(route_from(p, &list))
+}
+
+/// The route of a well-formed message; `None` for a cached clone or one we do not represent.
+fn route_from(p: &[u8], list: &[Attr<'_>]) -> Option<Route> {
     let family = p[0];
     let flags = u32::from_ne_bytes([p[8], p[9], p[10], p[11]]);
     if flags & RTM_F_CLONED != 0 {
@@ -285,7 +292,7 @@ pub(crate) fn parse_route(msg: &Msg<'_>) -> Option<Route> {
         metric: None,
         protocol: p[5],
     };
-    for a in attrs(&p[12..]) {
+    for a in list {
         match a.ty {
             RTA_DST => r.dst = IpNet::new(ip_from(family, a.data)?, p[1]).ok()?,
             RTA_GATEWAY => r.gateway = ip_from(family, a.data),

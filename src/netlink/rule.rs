@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use super::error::Result;
 use super::types::{ip_bytes, ip_from, Family};
-use super::wire::{attrs, Msg, MsgBuf, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
+use super::wire::{
+    attr_list, Attr, Malformed, Msg, MsgBuf, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+};
 use super::{deleted, Netlink};
 use crate::net::IpNet;
 
@@ -154,11 +156,17 @@ pub(crate) fn rule_msg(ty: u16, flags: u16, r: &Rule) -> MsgBuf {
     m
 }
 
-pub(crate) fn parse_rule(msg: &Msg<'_>) -> Option<Rule> {
+pub(crate) fn parse_rule(msg: &Msg<'_>) -> Result<Option<Rule>, Malformed> {
     let p = msg.payload;
     if msg.ty != RTM_NEWRULE || p.len() < 12 || p[7] != FR_ACT_TO_TBL {
-        return None;
+        return Ok(None);
     }
+    let list = attr_list(&p[12..])?;
+    Ok(rule_from(p, &list))
+}
+
+/// The rule of a well-formed message; `None` for one we do not represent.
+fn rule_from(p: &[u8], list: &[Attr<'_>]) -> Option<Rule> {
     let family = if p[0] == super::types::AF_INET6 {
         Family::V6
     } else {
@@ -167,7 +175,7 @@ pub(crate) fn parse_rule(msg: &Msg<'_>) -> Option<Rule> {
     let flags = u32::from_ne_bytes([p[8], p[9], p[10], p[11]]);
     let mut r = Rule::new(family, u32::from(p[4]));
     r.invert = flags & FIB_RULE_INVERT != 0;
-    for a in attrs(&p[12..]) {
+    for a in list {
         match a.ty {
             FRA_PRIORITY => r.priority = Some(a.u32()),
             FRA_SRC => r.src = IpNet::new(ip_from(p[0], a.data)?, p[2]).ok(),

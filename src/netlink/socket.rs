@@ -115,7 +115,7 @@ impl NlSocket {
     pub fn dump<T>(
         &mut self,
         req: &mut [u8],
-        mut parse: impl FnMut(&Msg<'_>) -> Option<T>,
+        mut parse: impl FnMut(&Msg<'_>) -> Result<Option<T>, wire::Malformed>,
     ) -> Result<Vec<T>, Cause> {
         for _ in 0..DUMP_RETRIES {
             let mut out = Vec::new();
@@ -154,7 +154,7 @@ impl NlSocket {
                             break 'recv;
                         }
                         _ => {
-                            if let Some(v) = parse(&m) {
+                            if let Some(v) = parse(&m).map_err(|e| Cause::Malformed(e.0))? {
                                 out.push(v);
                             }
                         }

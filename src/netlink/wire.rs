@@ -292,6 +292,7 @@ pub fn parse_error(msg: &Msg<'_>) -> Result<ErrorMsg, Malformed> {
         };
         if let Some(tlvs) = p.get(4 + echoed..) {
             for a in attrs(tlvs) {
+                let a = a?;
                 if a.ty == NLMSGERR_ATTR_MSG {
                     ext_msg = Some(a.str().to_string());
                 }
@@ -347,9 +348,16 @@ impl<'a> Attr<'a> {
     }
 }
 
-/// Iterates over the attributes in `buf`; stops at the first malformed one.
+/// Iterates over the attributes in `buf`. A malformed attribute (a length shorter than its header
+/// or running past the buffer, or a few bytes too short for a header) is reported as one
+/// [`Malformed`] item, after which the iteration ends.
 pub fn attrs(buf: &[u8]) -> Attrs<'_> {
     Attrs { buf }
+}
+
+/// All attributes in `buf`, or the error for the first malformed one.
+pub fn attr_list(buf: &[u8]) -> Result<Vec<Attr<'_>>, Malformed> {
+    attrs(buf).collect()
 }
 
 /// Iterator returned by [`attrs`].
@@ -359,23 +367,27 @@ pub struct Attrs<'a> {
 }
 
 impl<'a> Iterator for Attrs<'a> {
-    type Item = Attr<'a>;
+    type Item = Result<Attr<'a>, Malformed>;
     fn next(&mut self) -> Option<Self::Item> {
         let b = self.buf;
-        if b.len() < NLA_HDRLEN {
+        if b.is_empty() {
             return None;
+        }
+        // Whatever happens below, a malformed attribute ends the iteration.
+        self.buf = &[];
+        if b.len() < NLA_HDRLEN {
+            return Some(Err(Malformed("truncated attribute header")));
         }
         let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
         if len < NLA_HDRLEN || len > b.len() {
-            self.buf = &[];
-            return None;
+            return Some(Err(Malformed("bad attribute length")));
         }
         let ty = u16::from_ne_bytes([b[2], b[3]]) & !(NLA_F_NESTED | NLA_F_NET_BYTEORDER);
         self.buf = &b[align(len).min(b.len())..];
-        Some(Attr {
+        Some(Ok(Attr {
             ty,
             data: &b[NLA_HDRLEN..len],
-        })
+        }))
     }
 }
 
@@ -405,10 +417,10 @@ mod tests {
         assert_eq!(msgs.len(), 1);
         let msg = msgs[0].unwrap();
         assert_eq!((msg.ty, msg.flags), (16, 5));
-        let a: Vec<_> = attrs(&msg.payload[4..]).collect();
+        let a = attr_list(&msg.payload[4..]).unwrap();
         assert_eq!(a[0].str(), "ab");
         assert_eq!(a[1].ty, 18);
-        assert_eq!(a[1].nested().next().unwrap().u32(), 9001);
+        assert_eq!(a[1].nested().next().unwrap().unwrap().u32(), 9001);
     }
 
     #[test]
@@ -447,6 +459,31 @@ mod tests {
         assert_eq!(r, vec![Err(Malformed("bad message length"))]);
     }
 
+    #[test]
+    fn malformed_attributes_are_reported_not_skipped() {
+        let mut m = MsgBuf::request(1, 0);
+        m.attr_u32(1, 7);
+        m.attr_u32(2, 8);
+        let b = m.finish();
+        let payload = messages(&b).next().unwrap().unwrap().payload;
+        assert_eq!(attr_list(payload).unwrap().len(), 2);
+        // The second attribute claims more bytes than there are.
+        let mut bad = payload.to_vec();
+        bad[8..10].copy_from_slice(&64u16.to_ne_bytes());
+        let items: Vec<_> = attrs(&bad).collect();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].unwrap().u32(), 7);
+        assert_eq!(items[1], Err(Malformed("bad attribute length")));
+        assert_eq!(attr_list(&bad), Err(Malformed("bad attribute length")));
+        // A length below the header, and bytes too few for a header.
+        bad[8..10].copy_from_slice(&2u16.to_ne_bytes());
+        assert_eq!(attr_list(&bad), Err(Malformed("bad attribute length")));
+        assert_eq!(
+            attr_list(&payload[..10]),
+            Err(Malformed("truncated attribute header"))
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn attrs_round_trip(values in proptest::collection::vec((1u16..0x3fff, proptest::collection::vec(0u8..=255, 0..40)), 0..10)) {
@@ -456,7 +493,7 @@ mod tests {
             }
             let b = m.finish();
             let msg = messages(&b).next().unwrap().unwrap();
-            let got: Vec<(u16, Vec<u8>)> = attrs(msg.payload).map(|a| (a.ty, a.data.to_vec())).collect();
+            let got: Vec<(u16, Vec<u8>)> = attr_list(msg.payload).unwrap().iter().map(|a| (a.ty, a.data.to_vec())).collect();
             proptest::prop_assert_eq!(got, values);
         }
     }

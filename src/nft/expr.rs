@@ -301,17 +301,26 @@ pub fn meta_mark_clear(bits: u32) -> Vec<Expr> {
     ]
 }
 
-/// iptables `CONNMARK --restore-mark --mask <bits>` after the match `condition`: the packet mark
-/// becomes `(meta mark & !bits) | (ct mark & bits)`. The kernels and `nft` versions we target
-/// cannot combine two registers in one bitwise expression, so this takes one rule per bit value:
-/// `ct mark & bits == bits` sets the bits, `ct mark & bits == 0` clears them. Only valid for a
-/// single bit (the connmark is one): for wider masks the two cases would not cover every value.
-pub fn restore_mark_bit(condition: &[Expr], bit: u32) -> [Vec<Expr>; 2] {
-    let rule = |value: u32, action: Vec<Expr>| {
+/// iptables `CONNMARK --restore-mark --mask <mask>` after the match `condition`: the packet mark
+/// becomes `(meta mark & !mask) | (ct mark & mask)`. The kernels and `nft` versions we target
+/// cannot combine two registers in one bitwise expression, so this takes two rules per bit of
+/// `mask` (lowest first): `ct mark & bit == bit` sets the bit, `ct mark & bit == 0` clears it.
+/// The bits are independent, so every value of the connection mark is covered.
+pub fn restore_mark_bits(condition: &[Expr], mask: u32) -> Vec<Vec<Expr>> {
+    let rule = |bit: u32, value: u32, action: Vec<Expr>| {
         let mut r = condition.to_vec();
         r.extend(ct_mark_masked_eq(bit, value));
         r.extend(action);
         r
     };
-    [rule(bit, meta_mark_or(bit)), rule(0, meta_mark_clear(bit))]
+    (0..32)
+        .map(|i| 1u32 << i)
+        .filter(|bit| mask & bit != 0)
+        .flat_map(|bit| {
+            [
+                rule(bit, bit, meta_mark_or(bit)),
+                rule(bit, 0, meta_mark_clear(bit)),
+            ]
+        })
+        .collect()
 }

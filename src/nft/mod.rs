@@ -1,4 +1,4 @@
-//! nftables over netlink, pure Rust: the SNAT chain and the connmark (0x80) chains in one table,
+//! nftables over netlink, pure Rust: the SNAT chain and the connmark chains in one table,
 //! `table ip aws-cni`, replaced atomically in one batch.
 //!
 //! The ruleset builder ([`ruleset`]) is pure. [`Nft::apply`] reads the table back from the kernel
@@ -6,7 +6,8 @@
 //! changes nothing; otherwise one transaction (`add table; delete table; table {...}`) replaces it,
 //! so there is never a moment without rules.
 //!
-//! The table, in `nft` syntax (defaults: VPC 10.0.0.0/16, primary eth0 10.0.0.10, prefix `eni`):
+//! The table, in `nft` syntax (defaults: VPC 10.0.0.0/16, primary eth0 10.0.0.10, prefix `eni`,
+//! `AWS_VPC_K8S_CNI_CONNMARK` 0x80):
 //! ```text
 //! table ip aws-cni {
 //!   chain snat-postrouting {            # upstream AWS-SNAT-CHAIN-0 (absent with external SNAT)
@@ -35,7 +36,8 @@
 //!   }
 //! }
 //! ```
-//! Each pair of `ct mark & 0x80 == …` rules is iptables' `CONNMARK --restore-mark --mask 0x80`:
+//! Each pair of `ct mark & 0x80 == …` rules is iptables' `CONNMARK --restore-mark --mask 0x80`
+//! (a connmark of several bits takes one pair per bit):
 //! bit 0x80 of the packet mark follows the connection mark and every other bit is kept, so marks
 //! set by other agents (kube-proxy, network policy engines, service meshes) survive. `nft` 1.0.6
 //! refuses `meta mark set meta mark & 0xffffff7f | ct mark & 0x80` (the right side of `|` must be
@@ -43,7 +45,7 @@
 //! value of the bit. Upstream's own nftables backend writes the first-packet
 //! rule as `meta mark set ct mark & 0x80`, which wipes the other bits; we keep iptables'
 //! semantics there too.
-//! The 0x80 fwmark sends marked traffic through the main table (rule priority 1024, set by the
+//! The connmark as fwmark (`fwmark 0x80/0x80`) sends marked traffic through the main table (rule priority 1024, set by the
 //! caller), so replies leave through the primary interface.
 
 pub mod expr;
@@ -51,22 +53,20 @@ pub mod tree;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::net::IpNet;
+use crate::net::{IpNet, VethPrefix};
 use crate::netlink::socket::{NlSocket, Protocol};
 use crate::netlink::wire::{
     self, MsgBuf, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use crate::netlink::{libc_errno, Cause, Error, Netns};
-use expr::{ct_mark_or, ifname, ip_daddr, restore_mark_bit, CmpOp, Expr, MetaKey, Verdict};
+use expr::{ct_mark_or, ifname, ip_daddr, restore_mark_bits, CmpOp, Expr, MetaKey, Verdict};
 use tree::{decode_exprs, ExprTree};
 
 /// Name of our table (family `ip`); the same name as upstream's nftables connmark table, which
 /// this one supersedes.
 pub const TABLE: &str = "aws-cni";
-/// The connmark bit upstream uses (`AWS_VPC_K8S_CNI_CONNMARK` default).
-pub const CONNMARK: u32 = 0x80;
-// The restore rules ([`restore_mark_bit`]) are exact for a single bit only.
-const _: () = assert!(CONNMARK.count_ones() == 1);
+/// The connmark upstream uses by default (`AWS_VPC_K8S_CNI_CONNMARK`).
+pub const CONNMARK: u32 = crate::config::DEFAULT_CONNMARK;
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -125,8 +125,12 @@ pub struct SnatConfig {
     pub node_port_support: bool,
     /// `AWS_VPC_K8S_CNI_EXTERNALSNAT`: no SNAT and no SNAT connmark at all.
     pub external_snat: bool,
-    /// Host-side veth prefix (`AWS_VPC_K8S_CNI_VETHPREFIX`, default `eni`).
-    pub veth_prefix: String,
+    /// `AWS_VPC_K8S_CNI_CONNMARK` (default [`CONNMARK`]): the bits set on marked connections and
+    /// restored to their packets (iptables `--set-mark M/M`, `--restore-mark --mask M`); not 0.
+    pub connmark: u32,
+    /// Host-side veth prefix (`AWS_VPC_K8S_CNI_VETHPREFIX`, default `eni`); its rule keeps the
+    /// pattern `<prefix>*` a plain prefix match.
+    pub veth_prefix: VethPrefix,
 }
 
 /// A base chain's hook.
@@ -182,7 +186,6 @@ fn valid_ifname(what: &str, name: &str) -> Result<(), String> {
 /// support): then the table is removed. Pure.
 pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
     valid_ifname("primary interface", &cfg.primary_ifname)?;
-    valid_ifname("veth prefix", &cfg.veth_prefix)?;
     let mut skip = v4_prefixes("VPC CIDR", &cfg.vpc_cidrs)?;
     skip.extend(v4_prefixes("excluded SNAT CIDR", &cfg.exclude_cidrs)?);
     let returns = |rules: &mut Vec<Vec<Expr>>| {
@@ -193,8 +196,12 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
         }
     };
     let veth = format!("{}*", cfg.veth_prefix);
+    if cfg.connmark == 0 {
+        return Err("connmark 0 is not valid (AWS_VPC_K8S_CNI_CONNMARK: 1 to 0xffffffff)".into());
+    }
+    let connmark = cfg.connmark;
     let restore_mark =
-        |pattern: &str| restore_mark_bit(&ifname(MetaKey::IifName, CmpOp::Eq, pattern), CONNMARK);
+        |pattern: &str| restore_mark_bits(&ifname(MetaKey::IifName, CmpOp::Eq, pattern), connmark);
     let mut chains = Vec::new();
     if !cfg.external_snat {
         let mut snat = Vec::new();
@@ -226,7 +233,7 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
 
         let mut mark = Vec::new();
         returns(&mut mark);
-        mark.push(ct_mark_or(CONNMARK));
+        mark.push(ct_mark_or(connmark));
         chains.push(Chain {
             name: "snat-mark",
             hook: None,
@@ -240,7 +247,8 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
         local_return.push(Expr::Verdict(Verdict::Return));
         let mut jump = ifname(MetaKey::IifName, CmpOp::Eq, &veth);
         jump.push(Expr::Verdict(Verdict::Jump("snat-mark".into())));
-        let [first_packet_set, first_packet_clear] = restore_mark_bit(&[], CONNMARK);
+        let mut rules = vec![local_return, jump];
+        rules.extend(restore_mark_bits(&[], connmark));
         chains.push(Chain {
             name: "nat-prerouting",
             hook: Some(Hook {
@@ -249,7 +257,7 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
                 priority: -90,
                 policy: NF_ACCEPT,
             }),
-            rules: vec![local_return, jump, first_packet_set, first_packet_clear],
+            rules,
         });
     }
     if cfg.node_port_support || !cfg.external_snat {
@@ -258,7 +266,7 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
             let mut r = ifname(MetaKey::IifName, CmpOp::Eq, &cfg.primary_ifname);
             r.push(Expr::FibAddrType(expr::FIB_DADDR | expr::FIB_IIF));
             r.push(Expr::Cmp(CmpOp::Eq, expr::RTN_LOCAL.to_ne_bytes().to_vec()));
-            r.extend(ct_mark_or(CONNMARK));
+            r.extend(ct_mark_or(connmark));
             rules.push(r);
         }
         rules.extend(restore_mark(&veth));
@@ -516,26 +524,31 @@ fn str_attr(d: &[u8]) -> String {
     String::from_utf8_lossy(d.split(|&c| c == 0).next().unwrap_or(d)).into_owned()
 }
 
-fn parse_table_flags(msg: &wire::Msg<'_>) -> Option<u32> {
+fn parse_table_flags(msg: &wire::Msg<'_>) -> Result<Option<u32>, wire::Malformed> {
     if msg.ty != msg_type(NFT_MSG_NEWTABLE) || msg.payload.len() < 4 {
-        return None;
+        return Ok(None);
     }
-    let flags = wire::attrs(&msg.payload[4..]).find(|a| a.ty == 2); // NFTA_TABLE_FLAGS
-    Some(flags.map_or(0, |a| a.be32()))
+    let list = wire::attr_list(&msg.payload[4..])?;
+    let flags = list.iter().find(|a| a.ty == 2); // NFTA_TABLE_FLAGS
+    Ok(Some(flags.map_or(0, |a| a.be32())))
 }
 
-fn parse_chain(msg: &wire::Msg<'_>) -> Option<(String, String, Option<Hook>)> {
+type ChainInfo = (String, String, Option<Hook>);
+
+fn parse_chain(msg: &wire::Msg<'_>) -> Result<Option<ChainInfo>, wire::Malformed> {
     if msg.ty != msg_type(NFT_MSG_NEWCHAIN) || msg.payload.len() < 4 {
-        return None;
+        return Ok(None);
     }
     let (mut table, mut name, mut kind) = (String::new(), String::new(), String::new());
     let (mut hooknum, mut prio, mut policy) = (None, 0i32, NF_ACCEPT);
     for a in wire::attrs(&msg.payload[4..]) {
+        let a = a?;
         match a.ty {
             1 => table = str_attr(a.data),
             3 => name = str_attr(a.data),
             4 => {
                 for h in a.nested() {
+                    let h = h?;
                     match h.ty {
                         1 => hooknum = Some(h.be32()),
                         2 => prio = h.be32() as i32,
@@ -559,15 +572,18 @@ fn parse_chain(msg: &wire::Msg<'_>) -> Option<(String, String, Option<Hook>)> {
         priority: prio,
         policy,
     });
-    Some((table, name, hook))
+    Ok(Some((table, name, hook)))
 }
 
-fn parse_rule(msg: &wire::Msg<'_>) -> Option<(String, String, Vec<ExprTree>)> {
+type RuleInfo = (String, String, Vec<ExprTree>);
+
+fn parse_rule(msg: &wire::Msg<'_>) -> Result<Option<RuleInfo>, wire::Malformed> {
     if msg.ty != msg_type(NFT_MSG_NEWRULE) || msg.payload.len() < 4 {
-        return None;
+        return Ok(None);
     }
     let (mut table, mut chain, mut exprs) = (String::new(), String::new(), Vec::new());
     for a in wire::attrs(&msg.payload[4..]) {
+        let a = a?;
         match a.ty {
             1 => table = str_attr(a.data),
             2 => chain = str_attr(a.data),
@@ -575,7 +591,7 @@ fn parse_rule(msg: &wire::Msg<'_>) -> Option<(String, String, Vec<ExprTree>)> {
             _ => {}
         }
     }
-    Some((table, chain, exprs))
+    Ok(Some((table, chain, exprs)))
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ fn cfg() -> SnatConfig {
         randomize: Randomize::Prng,
         node_port_support: true,
         external_snat: false,
-        veth_prefix: "eni".into(),
+        connmark: CONNMARK,
+        veth_prefix: VethPrefix::default(),
     }
 }
 
@@ -39,7 +40,7 @@ fn our_rules(rs: &Ruleset) -> String {
     let mut out = String::new();
     for m in wire::messages(&batch) {
         let m = m.unwrap();
-        if let Some((table, chain, exprs)) = parse_rule(&m) {
+        if let Some((table, chain, exprs)) = parse_rule(&m).unwrap() {
             assert_eq!(table, TABLE);
             out.push_str(&format!("ip {table} {chain}\n{}", tree::render(&exprs)));
         }
@@ -101,7 +102,7 @@ fn external_snat_keeps_only_the_nodeport_chain() {
     let mut c = cfg();
     c.external_snat = true;
     c.primary_ifname = "ens5".into();
-    c.veth_prefix = "abc".into();
+    c.veth_prefix = "abc".parse().unwrap();
     let rs = ruleset(&c).unwrap().unwrap();
     assert_eq!(
         rs.chains.iter().map(|c| c.name).collect::<Vec<_>>(),
@@ -187,6 +188,9 @@ fn bad_input_is_refused_with_what_is_allowed() {
         "excluded SNAT CIDR fd00::/8 is IPv6; the SNAT table is IPv4 only"
     );
     let mut c = cfg();
+    c.connmark = 0;
+    assert!(ruleset(&c).unwrap_err().contains("connmark 0 is not valid"));
+    let mut c = cfg();
     c.primary_ifname = "eth*".into();
     assert!(ruleset(&c)
         .unwrap_err()
@@ -223,7 +227,7 @@ proptest! {
             let (batch, _) = encode_batch(Some(&rs));
             let mut from_batch: Vec<(String, Vec<tree::ExprTree>)> = Vec::new();
             for m in wire::messages(&batch) {
-                if let Some((_, chain, e)) = parse_rule(&m.unwrap()) {
+                if let Some((_, chain, e)) = parse_rule(&m.unwrap()).unwrap() {
                     from_batch.push((chain, e));
                 }
             }
@@ -282,16 +286,20 @@ fn chain<'a>(rs: &'a Ruleset, name: &str) -> &'a Chain {
 }
 
 proptest! {
-    /// iptables `CONNMARK --restore-mark --mask 0x80`: only bit 0x80 of the packet mark changes,
-    /// to the connection mark's bit 0x80; the connection mark itself is untouched.
+    /// iptables `CONNMARK --restore-mark --mask M`: only the bits of M in the packet mark change,
+    /// to the connection mark's; the connection mark itself is untouched. M is the configured
+    /// connmark: the default 0x80, another single bit, or several.
     #[test]
-    fn mark_restore_changes_only_bit_0x80(
+    fn mark_restore_changes_only_the_connmark_bits(
         meta in any::<u32>(),
         ct in any::<u32>(),
         iif in prop::sample::select(vec!["eni0a1b2c3d4e5", "vlan.eth.7", "eth0", "eth1", "ens5", "enx"]),
+        connmark in prop::sample::select(vec![CONNMARK, 0x4000, 0x3, 0xff00_0001, u32::MAX]),
     ) {
-        let rs = ruleset(&cfg()).unwrap().unwrap();
-        let restored = (meta & !CONNMARK) | (ct & CONNMARK);
+        let mut c = cfg();
+        c.connmark = connmark;
+        let rs = ruleset(&c).unwrap().unwrap();
+        let restored = (meta & !connmark) | (ct & connmark);
         let from_pod = iif.starts_with("eni") || iif.starts_with("vlan");
         let want = if from_pod { restored } else { meta };
         prop_assert_eq!(run_chain(chain(&rs, "mangle-prerouting"), iif, meta, ct), (want, ct));

@@ -139,7 +139,10 @@ impl Ipamd {
         while began.elapsed() < budget {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    panic!("ipamd exited with {status} before it was ready:\n{}", self.log());
+                    panic!(
+                        "ipamd exited with {status} before it was ready:\n{}",
+                        self.log()
+                    );
                 }
             }
             if let Ok(s) = client.status() {
@@ -196,7 +199,10 @@ impl Ipamd {
                 .arg("-conflist")
                 .arg(self.dir.0.join("net.d/10-aws.conflist"))
                 .arg("-path")
-                .arg(format!("{}:{REFERENCE_PLUGINS}", self.dir.0.join("bin").display()))
+                .arg(format!(
+                    "{}:{REFERENCE_PLUGINS}",
+                    self.dir.0.join("bin").display()
+                ))
                 .arg("-cache")
                 .arg(self.dir.0.join("cni-cache"))
                 .env(rpc::SOCKET_ENV, self.socket())

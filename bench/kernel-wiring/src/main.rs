@@ -13,9 +13,9 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use vpc_cni::net::IpNet;
+use vpc_cni::net::{IpNet, VethPrefix};
 use vpc_cni::netlink::{Netlink, Netns, Route, Rule, VethSpec, RT_TABLE_MAIN};
-use vpc_cni::nft::{Nft, Randomize, SnatConfig};
+use vpc_cni::nft::{Nft, Randomize, SnatConfig, CONNMARK};
 use vpc_cni::sysctl::Sysctl;
 
 type R<T> = Result<T, Box<dyn std::error::Error>>;
@@ -92,7 +92,8 @@ fn main() -> R<()> {
         randomize: Randomize::Prng,
         node_port_support: true,
         external_snat: false,
-        veth_prefix: "eni".into(),
+        connmark: CONNMARK,
+        veth_prefix: VethPrefix::default(),
     };
     let t = Instant::now();
     let first = nft.apply(&cfg)?;
