@@ -162,6 +162,8 @@ pub struct Daemon {
     ec2_wait: Duration,
     last_reconcile: Option<StdInstant>,
     next_sweep: StdInstant,
+    /// ENIs whose wiring failed; retried every tick.
+    unwired: Vec<EniSpec>,
     retry_env: Arc<dyn RetryEnv>,
 }
 
@@ -374,17 +376,7 @@ impl Daemon {
                     })
                     .map_err(|e| fail("describe ENIs")(e.to_string()))?;
                 ec2_wait += w.elapsed();
-                attached
-                    .iter()
-                    .map(|ni| {
-                        let by_mac = ni
-                            .mac_address
-                            .parse::<MacAddr>()
-                            .ok()
-                            .and_then(|m| interfaces.iter().find(|i| i.mac == m));
-                        reconcile::observed_from_ec2(ni, by_mac)
-                    })
-                    .collect()
+                observe_attached(&attached, &interfaces, &primary)
             }
             None => interfaces
                 .iter()
@@ -441,8 +433,13 @@ impl Daemon {
             .filter(|e| !e.spec().is_primary && !e.spec().unmanaged)
             .map(|e| e.spec().clone())
             .collect();
+        let mut unwired = Vec::new();
         for e in &secondaries {
-            net.wire_eni(e).map_err(fail("node wiring"))?;
+            if let Err(err) = net.wire_eni(e) {
+                // Its pods cannot leave the node until it is wired; the loop tries again.
+                error!("wiring ENI {}: {err}", e.id);
+                unwired.push(e.clone());
+            }
         }
         steps.push(("node wiring", t.elapsed()));
 
@@ -497,6 +494,7 @@ impl Daemon {
             ec2_wait,
             last_reconcile: None,
             next_sweep: StdInstant::now() + sweep_delay,
+            unwired,
             retry_env,
         };
 
@@ -599,6 +597,7 @@ impl Daemon {
             if let Ok(Completed::EniAttached { eni, .. }) = &done.outcome.result {
                 if let Err(e) = self.net.wire_eni(eni) {
                     error!("wiring new ENI {}: {e}", eni.id);
+                    self.unwired.push(eni.clone());
                 }
                 info!("ENI {} attached as device {}", eni.id, eni.device_number);
             }
@@ -677,22 +676,14 @@ impl Daemon {
                         [self.instance_id.clone()],
                     )],
                 })
-                .map_err(|e| format!("EC2: {e}"))?
-                .iter()
-                .filter(|ni| {
-                    ni.attachment
-                        .as_ref()
-                        .is_some_and(|a| a.status == "attached" || a.status.is_empty())
-                })
-                .map(|ni| {
-                    let by_mac = ni
-                        .mac_address
-                        .parse::<MacAddr>()
-                        .ok()
-                        .and_then(|m| interfaces.iter().find(|i| i.mac == m));
-                    reconcile::observed_from_ec2(ni, by_mac)
-                })
-                .collect(),
+                .map_err(|e| format!("EC2: {e}"))
+                .map(|attached| {
+                    let primary = interfaces.iter().find(|i| i.device_number == 0).cloned();
+                    match primary {
+                        Some(p) => observe_attached(&attached, &interfaces, &p),
+                        None => vec![],
+                    }
+                })?,
             None => interfaces
                 .iter()
                 .map(reconcile::observed_from_imds)
@@ -723,6 +714,7 @@ impl Daemon {
         for s in &new_specs {
             if let Err(e) = self.net.wire_eni(s) {
                 warn!("wiring ENI {} found by reconcile: {e}", s.id);
+                self.unwired.push(s.clone());
             }
         }
         if report.changed() {
@@ -829,12 +821,36 @@ impl Daemon {
                     self.pool_tick();
                 }
                 Err(RecvTimeoutError::Timeout) => {
+                    self.rewire();
                     self.pool_tick();
                     self.maybe_reconcile();
                     self.maybe_sweep_leaked_enis();
                     next_tick = StdInstant::now() + POOL_CHECK_INTERVAL;
                 }
                 Err(RecvTimeoutError::Disconnected) => return 0,
+            }
+        }
+    }
+
+    /// Tries again to wire ENIs whose wiring failed (those still in the datastore).
+    pub fn rewire(&mut self) {
+        if self.unwired.is_empty() {
+            return;
+        }
+        let still: Vec<EniSpec> = {
+            let st = manager::lock(&self.state);
+            std::mem::take(&mut self.unwired)
+                .into_iter()
+                .filter(|e| st.ds.eni(&e.id).is_some())
+                .collect()
+        };
+        for e in still {
+            match self.net.wire_eni(&e) {
+                Ok(()) => info!("ENI {} wired", e.id),
+                Err(err) => {
+                    warn!("wiring ENI {}: {err}", e.id);
+                    self.unwired.push(e);
+                }
             }
         }
     }
@@ -849,6 +865,33 @@ impl Daemon {
     pub fn retry_env(&self) -> &Arc<dyn RetryEnv> {
         &self.retry_env
     }
+}
+
+/// The datastore's view of the ENIs EC2 shows attached: only those whose attachment finished
+/// and that IMDS lists already (a still-attaching ENI is adopted by a later reconcile, once the
+/// node can see and wire it). The subnet CIDR comes from IMDS.
+pub fn observe_attached(
+    attached: &[ec2::NetworkInterface],
+    interfaces: &[ImdsInterface],
+    primary: &ImdsInterface,
+) -> Vec<reconcile::ObservedEni> {
+    attached
+        .iter()
+        .filter(|ni| {
+            ni.attachment
+                .as_ref()
+                .is_some_and(|a| a.status == "attached" || a.status.is_empty())
+        })
+        .filter_map(|ni| {
+            let mac = ni.mac_address.parse::<MacAddr>().ok()?;
+            let by_mac = interfaces.iter().find(|i| i.mac == mac);
+            if by_mac.is_none() && ni.id != primary.interface_id {
+                debug!("ENI {} is attached in EC2 but not in IMDS yet", ni.id);
+                return None;
+            }
+            Some(reconcile::observed_from_ec2(ni, by_mac.or(Some(primary))))
+        })
+        .collect()
 }
 
 fn action_name(k: &crate::ipam::ActionKind) -> &'static str {

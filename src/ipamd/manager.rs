@@ -17,6 +17,9 @@ use crate::ipam::{
 };
 use crate::rpc::{self, AddressManager, RpcCode, RpcError};
 
+/// How long an ADD waits for a growing pool before it is refused.
+pub const ADD_WAIT_FOR_GROWTH: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The node's address state: the datastore and its planner, owned together.
 #[derive(Debug)]
 pub struct NodeState {
@@ -186,7 +189,6 @@ impl AddressService {
 
 impl AddressManager for AddressService {
     fn add_network(&self, req: &rpc::AddNetworkRequest) -> Result<rpc::AddNetworkReply, RpcError> {
-        let now = self.clock.now();
         let mut st = lock(&self.state);
         st.counters.add_requests += 1;
         let request = AssignRequest {
@@ -198,22 +200,39 @@ impl AddressManager for AddressService {
             },
             unix_nanos: self.clock.unix_nanos(),
         };
-        let assigned = match st.ds.assign(request, now) {
-            Ok(a) => a,
-            Err(e) => {
-                st.counters.no_address += 1;
-                let s = st.ds.stats(now);
+        let waited_since = std::time::Instant::now();
+        let assigned = loop {
+            let now = self.clock.now();
+            let e = match st.ds.assign(request.clone(), now) {
+                Ok(a) => break a,
+                Err(e) => e,
+            };
+            // The pool is growing (an ENI attaching, addresses being assigned): wait for it a
+            // little instead of failing the pod at once; the plugin's deadline is 5 s.
+            // A pool that is too low but has nothing in flight gets a moment for the loop to plan.
+            let waited = waited_since.elapsed();
+            let growing = !st.pool.in_flight().is_empty()
+                || (waited < std::time::Duration::from_millis(300)
+                    && st.pool.assess(&st.ds, now).too_low);
+            if growing && waited < ADD_WAIT_FOR_GROWTH {
                 drop(st);
                 (self.wake)();
-                return Err(RpcError::new(
-                    RpcCode::ResourceExhausted,
-                    format!(
-                        "no free address for pod {}/{}: {e} ({} of {} addresses assigned, {} cooling down); \
-                         ipamd is asking EC2 for more, or the node is at its limit",
-                        req.k8s_pod_namespace, req.k8s_pod_name, s.assigned, s.total, s.cooling
-                    ),
-                ));
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                st = lock(&self.state);
+                continue;
             }
+            st.counters.no_address += 1;
+            let s = st.ds.stats(now);
+            drop(st);
+            (self.wake)();
+            return Err(RpcError::new(
+                RpcCode::ResourceExhausted,
+                format!(
+                    "no free address for pod {}/{}: {e} ({} of {} addresses assigned, {} cooling down); \
+                     ipamd is asking EC2 for more, or the node is at its limit",
+                    req.k8s_pod_namespace, req.k8s_pod_name, s.assigned, s.total, s.cooling
+                ),
+            ));
         };
         if !assigned.existing {
             if let Err(e) = self.persist(&mut st) {
