@@ -194,8 +194,7 @@ fn a_full_node_refuses_the_next_pod_clearly_and_leaks_nothing() {
     std::thread::sleep(Duration::from_secs(6));
     let e = d
         .try_add_pod("f2")
-        .err()
-        .expect("a node with 2 pod addresses refuses a third pod");
+        .expect_err("a node with 2 pod addresses refuses a third pod");
     let msg = e["msg"].as_str().unwrap_or("").to_string() + e["details"].as_str().unwrap_or("");
     assert!(msg.contains("no free address"), "the error says why: {e}");
     // Nothing half-wired: the refused pod left no veth or rule on the node.
