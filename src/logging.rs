@@ -116,9 +116,11 @@ impl Logger {
 
 impl log::Log for Logger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        // Libraries' chatter (the HTTP client logs every request at debug) only from warnings up.
-        let ours = metadata.target().starts_with("vpc_cni");
-        metadata.level() <= self.level && (ours || metadata.level() <= log::Level::Warn)
+        // The HTTP and TLS libraries log every request at debug: only their warnings and errors.
+        let chatty = ["ureq", "rustls"]
+            .iter()
+            .any(|c| metadata.target().starts_with(c));
+        metadata.level() <= self.level && (!chatty || metadata.level() <= log::Level::Warn)
     }
 
     fn log(&self, record: &log::Record<'_>) {

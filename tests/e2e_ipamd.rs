@@ -294,3 +294,128 @@ fn sigterm_flushes_the_checkpoint_and_keeps_every_eni() {
         d.checkpoint_allocations().is_empty()
     });
 }
+
+/// Adds `n` pods, retrying an ADD refused while the pool grows (as the kubelet retries).
+fn add_pods(d: &mut Ipamd, prefix: &str, n: usize) -> Vec<Pod> {
+    (0..n)
+        .map(|i| {
+            let name = format!("{prefix}{i}");
+            let began = Instant::now();
+            loop {
+                match d.try_add_pod(&name) {
+                    Ok(p) => break p,
+                    Err(e) if began.elapsed() < Duration::from_secs(30) => {
+                        let _ = e;
+                        std::thread::sleep(Duration::from_millis(300));
+                    }
+                    Err(e) => panic!("ADD {name}: {e}\n{}", d.log()),
+                }
+            }
+        })
+        .collect()
+}
+
+/// Waits until the node's ENIs in EC2 have this shape (secondary addresses, prefixes per ENI).
+fn wait_shape(
+    sim: &VpcSim,
+    d: &Ipamd,
+    budget: Duration,
+    want: &[(usize, usize)],
+) -> Vec<(usize, usize)> {
+    let client = ec2(sim);
+    let mut last = vec![];
+    let began = Instant::now();
+    while began.elapsed() < budget {
+        last = shape(&enis_of(&client, &d.node.instance_id));
+        if last == want {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!(
+        "EC2 shape {last:?}, expected {want:?} within {budget:?}\n{}",
+        d.log()
+    );
+}
+
+/// One warm mode on an m5.large: the EC2 state with no pods, with `pods` pods, and after they
+/// are gone again (ENIs are freed only after a minute, releases at most every 30 s).
+fn warm_mode(
+    tag: &str,
+    settings: &[(&str, &str)],
+    pods: usize,
+    idle: &[(usize, usize)],
+    busy: &[(usize, usize)],
+) {
+    let mut sim = VpcSim::start(tag);
+    let n1 = sim.launch_node("m5.large");
+    let mut settings = settings.to_vec();
+    settings.push(("IP_COOLDOWN_PERIOD", "0"));
+    let mut d = Ipamd::start(&n1, &settings);
+    wait_shape(&sim, &d, Duration::from_secs(30), idle);
+    let live = add_pods(&mut d, "w", pods);
+    wait_shape(&sim, &d, Duration::from_secs(30), busy);
+    for p in live {
+        d.del_pod(p);
+    }
+    wait_shape(&sim, &d, Duration::from_secs(150), idle);
+    // Each created ENI carries ipamd's tags.
+    for n in enis_of(&ec2(&sim), &n1.instance_id).iter().skip(1) {
+        assert_eq!(
+            n.tag("node.k8s.amazonaws.com/instance_id"),
+            Some(n1.instance_id.as_str())
+        );
+        assert!(n.tag("node.k8s.amazonaws.com/createdAt").is_some());
+        assert!(n.description.starts_with("aws-K8S-"), "{}", n.description);
+    }
+}
+
+#[test]
+fn warm_eni_target_default_grows_by_whole_enis_and_frees_them_after_the_pods_go() {
+    // m5.large: 9 secondary addresses per ENI; one ENI's worth kept free.
+    warm_mode("e2ewe", &[], 10, &[(9, 0)], &[(9, 0), (9, 0), (9, 0)]);
+}
+
+#[test]
+fn warm_ip_and_minimum_ip_targets_give_exact_counts() {
+    // MINIMUM_IP_TARGET=4 with no pods; 5 pods + 2 warm = 7; back to 4.
+    warm_mode(
+        "e2ewi",
+        &[("WARM_IP_TARGET", "2"), ("MINIMUM_IP_TARGET", "4")],
+        5,
+        &[(4, 0)],
+        &[(7, 0)],
+    );
+}
+
+#[test]
+fn prefix_delegation_with_warm_prefix_target_keeps_one_free_prefix() {
+    // 20 pods use 2 /28s (12 addresses left in them, below one prefix): a third is added.
+    warm_mode(
+        "e2ewp",
+        &[
+            ("ENABLE_PREFIX_DELEGATION", "true"),
+            ("WARM_PREFIX_TARGET", "1"),
+        ],
+        20,
+        &[(0, 1)],
+        &[(0, 3)],
+    );
+}
+
+#[test]
+fn max_eni_caps_the_node_and_the_next_pod_is_refused() {
+    let mut sim = VpcSim::start("e2emx");
+    let n1 = sim.launch_node("m5.large");
+    let mut d = Ipamd::start(&n1, &[("MAX_ENI", "1")]);
+    let pods = add_pods(&mut d, "m", 9);
+    wait_shape(&sim, &d, Duration::from_secs(10), &[(9, 0)]);
+    let e = d
+        .try_add_pod("m9")
+        .expect_err("MAX_ENI=1 leaves room for 9 pods only");
+    assert!(e.to_string().contains("no free address"), "{e}");
+    wait_shape(&sim, &d, Duration::from_secs(5), &[(9, 0)]);
+    for p in pods {
+        d.del_pod(p);
+    }
+}
