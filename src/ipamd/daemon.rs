@@ -34,7 +34,7 @@ use crate::ipam::{
 use crate::limits::{self, Hypervisor, MaxPodsOptions};
 use crate::net::{Ipv4Cidr, MacAddr};
 
-use super::executor::{AttachProbe, Executor, NodeIdentity, ENI_DESCRIPTION_PREFIX};
+use super::executor::{AttachProbe, Executor, NodeIdentity};
 use super::manager::{self, AddressService, Clock, NodeState, ReplyTemplate, SystemClock};
 use super::reconcile;
 
@@ -44,8 +44,6 @@ pub const POOL_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
 /// Leaked-ENI sweep interval (upstream hourly after a random 0-300 s delay).
 pub const LEAKED_ENI_INTERVAL: Duration = Duration::from_secs(3600);
-/// ENIs younger than this are not leaked yet (upstream 5 min).
-pub const LEAKED_ENI_MIN_AGE: Duration = Duration::from_secs(300);
 /// Longest the first warm-pool fill may take before ipamd declares itself ready anyway (pods in
 /// the pool's addresses can start; the loop keeps filling).
 pub const FIRST_FILL_BUDGET: Duration = Duration::from_secs(60);
@@ -746,62 +744,17 @@ impl Daemon {
         }
     }
 
-    /// Deletes available ENIs that ipamd created (description `aws-K8S-`, instance tag) more than
-    /// 5 minutes ago. Returns how many were deleted.
+    /// The leaked-ENI sweep now ([`super::sweep::sweep_leaked_enis`]).
     pub fn sweep_leaked_enis(&mut self) -> Result<usize, String> {
         let Some(ec2) = &self.ec2 else {
             return Ok(0);
         };
-        let mut filters = vec![
-            Filter::new("tag-key", [super::executor::TAG_INSTANCE_ID]),
-            Filter::new("status", ["available"]),
-            Filter::new("vpc-id", [self.vpc_id.clone()]),
-        ];
-        if !self.cfg.cluster_name.is_empty() {
-            filters.push(Filter::new(
-                format!("tag:{}", super::executor::TAG_CLUSTER_NAME),
-                [self.cfg.cluster_name.clone()],
-            ));
-        }
-        let found = ec2
-            .describe_network_interfaces(&DescribeNetworkInterfaces {
-                ids: vec![],
-                filters,
-            })
-            .map_err(|e| e.to_string())?;
-        let now = std::time::SystemTime::now();
-        let mut deleted = 0;
-        for ni in found {
-            if !ni.description.starts_with(ENI_DESCRIPTION_PREFIX) {
-                continue;
-            }
-            match ni
-                .tag(super::executor::TAG_CREATED_AT)
-                .and_then(crate::aws::credentials::parse_rfc3339)
-            {
-                Some(created) => {
-                    if now.duration_since(created).unwrap_or_default() < LEAKED_ENI_MIN_AGE {
-                        continue;
-                    }
-                }
-                None => {
-                    // Upstream tags it now and looks again next time.
-                    let tag = ec2::Tag::new(super::executor::TAG_CREATED_AT, now_rfc3339());
-                    if let Err(e) = ec2.create_tags(std::slice::from_ref(&ni.id), &[tag]) {
-                        warn!("tagging ENI {} with its creation time: {e}", ni.id);
-                    }
-                    continue;
-                }
-            }
-            match ec2.delete_network_interface(&ni.id) {
-                Ok(()) => {
-                    info!("deleted leaked ENI {}", ni.id);
-                    deleted += 1;
-                }
-                Err(e) => warn!("deleting leaked ENI {}: {e}", ni.id),
-            }
-        }
-        Ok(deleted)
+        super::sweep::sweep_leaked_enis(
+            ec2.as_ref(),
+            &self.vpc_id,
+            &self.cfg.cluster_name,
+            std::time::SystemTime::now(),
+        )
     }
 
     /// The loop: runs until [`Event::Stop`].
@@ -1086,9 +1039,12 @@ pub fn main_with(cfg: Config, net: Box<dyn NodeNet>) -> i32 {
 
 /// The wall-clock time as RFC 3339 with whole seconds (the createdAt tag).
 pub fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    rfc3339_of(std::time::SystemTime::now())
+}
+
+/// `t` as RFC 3339 with whole seconds.
+pub fn rfc3339_of(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     crate::timefmt::rfc3339(
         i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         0,

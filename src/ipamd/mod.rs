@@ -12,6 +12,7 @@ pub mod notify;
 pub mod reconcile;
 pub mod serve;
 pub mod signals;
+pub mod sweep;
 
 pub mod node_apply;
 pub mod node_plan;
