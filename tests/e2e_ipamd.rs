@@ -419,3 +419,54 @@ fn max_eni_caps_the_node_and_the_next_pod_is_refused() {
         d.del_pod(p);
     }
 }
+
+#[test]
+fn a_corrupt_checkpoint_forgets_no_live_pod() {
+    let mut sim = VpcSim::start("e2ecc");
+    let n1 = sim.launch_node("m5.large");
+    let mut d = Ipamd::start(&n1, &[("IP_COOLDOWN_PERIOD", "0")]);
+    let mut live = add_pods(&mut d, "cc", 6);
+    d.kill9();
+    std::fs::write(
+        d.checkpoint(),
+        b"{\"version\":\"vpc-cni-ipam/1\",\"allocations\":[{",
+    )
+    .unwrap();
+    d.restart();
+    // The bad file is kept beside the new one, and the log says what happened.
+    assert!(
+        d.checkpoint().with_extension("json.corrupt-1").exists(),
+        "the corrupt checkpoint is kept"
+    );
+    assert!(d.log().contains("rebuilt 6 assignments"), "{}", d.log());
+    // A crash loop does not lose them either: the rebuilt assignments were written out.
+    d.kill9();
+    d.restart();
+    let mut in_checkpoint: Vec<String> = d
+        .checkpoint_allocations()
+        .into_iter()
+        .map(|(_, ip)| ip)
+        .collect();
+    in_checkpoint.sort();
+    let mut want: Vec<String> = live.iter().map(|p| p.ip.to_string()).collect();
+    want.sort();
+    assert_eq!(in_checkpoint, want);
+    // New pods never get a live pod's address; a DEL of a live pod frees its address.
+    let taken: BTreeSet<Ipv4Addr> = live.iter().map(|p| p.ip).collect();
+    let fresh = add_pods(&mut d, "new", 3);
+    for p in &fresh {
+        assert!(!taken.contains(&p.ip), "{} handed out twice", p.ip);
+    }
+    let gone = live.remove(0);
+    let gone_ip = gone.ip.to_string();
+    d.del_pod(gone);
+    assert!(
+        !d.checkpoint_allocations()
+            .iter()
+            .any(|(_, ip)| *ip == gone_ip),
+        "the DEL released the rebuilt assignment"
+    );
+    for p in live.into_iter().chain(fresh) {
+        d.del_pod(p);
+    }
+}

@@ -62,7 +62,15 @@ pub trait NodeNet: Send {
     fn link_exists(&mut self, name: &str) -> Result<bool, String>;
     /// Deletes the to-pod (512) and from-pod (1536) rules of a pod address.
     fn delete_pod_rules(&mut self, ip: Ipv4Addr) -> Result<(), String>;
+    /// The pods the node shows: host routes `<ip>/32 dev <veth>` in the main table through links
+    /// named with `veth_prefix`, as (pod address, host veth name).
+    fn pod_routes(&mut self, veth_prefix: &str) -> Result<Vec<(Ipv4Addr, String)>, String>;
 }
+
+/// Container id prefix of assignments rebuilt from the node's pod routes when no readable
+/// checkpoint exists; the rest is the pod's host veth name. A DEL for the pod whose veth that is
+/// releases it (the DEL carries the pod's namespace and name, which give the veth name).
+pub const RECOVERED_PREFIX: &str = "recovered-";
 
 /// Why ipamd could not start.
 #[derive(Debug)]
@@ -518,6 +526,7 @@ impl Daemon {
             ReplyTemplate {
                 use_external_snat: self.cfg.external_snat,
                 vpc_v4_cidrs: self.vpc_cidrs.iter().map(|c| c.to_string()).collect(),
+                veth_prefix: self.cfg.veth_prefix.as_str().to_string(),
             },
             wake,
         )
@@ -871,12 +880,15 @@ pub fn restore_checkpoint(
     let data = match store.load() {
         Ok(Some(d)) => d,
         Ok(None) => {
-            info!("no checkpoint at {}: a fresh node", store.path().display());
-            return Ok(());
+            info!("no checkpoint at {}", store.path().display());
+            return recover_from_node(store, ds, net, veth_prefix);
         }
         Err(e @ StoreError::Corrupt { .. }) => {
-            error!("{e}; starting with no assignments known from it");
-            return Ok(());
+            error!(
+                "{e}. The assignments of the pods running on this node are rebuilt from their routes; \
+                 pods whose address cannot be found that way may have to be restarted"
+            );
+            return recover_from_node(store, ds, net, veth_prefix);
         }
         Err(e) => return Err(e.to_string()),
     };
@@ -923,6 +935,44 @@ pub fn restore_checkpoint(
         warn!("checkpoint: {s:?} is on no attached ENI; dropped");
     }
     info!("checkpoint: {} assignments restored", report.restored);
+    store.save(&ds.to_checkpoint()).map_err(|e| e.to_string())
+}
+
+/// No readable checkpoint: a start must still never hand out the address of a pod that is
+/// running. Every pod route the node shows (`<ip>/32 dev <veth>`) whose address lies on one of
+/// the node's ENIs becomes an assignment under a [`RECOVERED_PREFIX`] key; on a fresh node there
+/// are none. The result is written as the new checkpoint.
+pub fn recover_from_node(
+    store: &CheckpointStore,
+    ds: &mut Datastore,
+    net: &mut dyn NodeNet,
+    veth_prefix: &str,
+) -> Result<(), String> {
+    let routes = net.pod_routes(veth_prefix)?;
+    if routes.is_empty() {
+        return Ok(());
+    }
+    let entries: Vec<crate::ipam::checkpoint::CheckpointEntry> = routes
+        .iter()
+        .map(|(ip, veth)| crate::ipam::checkpoint::CheckpointEntry {
+            network_name: crate::cni::install::NETWORK_NAME.into(),
+            container_id: format!("{RECOVERED_PREFIX}{veth}"),
+            if_name: "eth0".into(),
+            ipv4: Some(ip.to_string()),
+            ..Default::default()
+        })
+        .collect();
+    let report = ds
+        .restore(&CheckpointData {
+            version: crate::ipam::checkpoint::CHECKPOINT_VERSION.into(),
+            allocations: entries,
+        })
+        .map_err(|e| e.to_string())?;
+    warn!(
+        "rebuilt {} assignments from the node's pod routes ({} routes to addresses on no ENI ignored)",
+        report.restored,
+        report.stale.len()
+    );
     store.save(&ds.to_checkpoint()).map_err(|e| e.to_string())
 }
 

@@ -82,6 +82,27 @@ impl NodeNet for KernelNode {
             .map_err(|e| e.to_string())
     }
 
+    fn pod_routes(&mut self, veth_prefix: &str) -> Result<Vec<(Ipv4Addr, String)>, String> {
+        let links = self.nl.links().map_err(|e| e.to_string())?;
+        let routes = self
+            .nl
+            .routes(Family::V4, crate::cni::plan::MAIN_TABLE)
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for r in routes {
+            let (IpAddr::V4(ip), 32) = (r.dst.addr(), r.dst.prefix_len()) else {
+                continue;
+            };
+            let Some(link) = r.oif.and_then(|i| links.iter().find(|l| l.index == i)) else {
+                continue;
+            };
+            if link.name.starts_with(veth_prefix) && r.gateway.is_none() {
+                out.push((ip, link.name.clone()));
+            }
+        }
+        Ok(out)
+    }
+
     fn delete_pod_rules(&mut self, ip: Ipv4Addr) -> Result<(), String> {
         let host = IpNet::host(IpAddr::V4(ip));
         let rules = self.nl.rules(Family::V4).map_err(|e| e.to_string())?;

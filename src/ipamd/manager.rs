@@ -115,6 +115,19 @@ pub struct ReplyTemplate {
     pub use_external_snat: bool,
     /// The VPC's IPv4 CIDRs.
     pub vpc_v4_cidrs: Vec<String>,
+    /// AWS_VPC_K8S_CNI_VETHPREFIX: a DEL's pod names its host veth, which names an assignment
+    /// rebuilt from the node's routes.
+    pub veth_prefix: String,
+}
+
+/// The key under which an assignment rebuilt from the node's routes is held for this pod.
+fn recovered_key(network: &str, veth_prefix: &str, namespace: &str, name: &str) -> IpamKey {
+    let veth = crate::cni::plan::host_veth_name(veth_prefix, namespace, name);
+    IpamKey::new(
+        network,
+        &format!("{}{veth}", super::daemon::RECOVERED_PREFIX),
+        "eth0",
+    )
 }
 
 /// [`rpc::AddressManager`] over the shared [`NodeState`].
@@ -266,7 +279,20 @@ impl AddressManager for AddressService {
             req.reason.clone()
         };
         *st.counters.del_requests.entry(reason).or_insert(0) += 1;
-        match st.ds.unassign(&key, now) {
+        let mut outcome = st.ds.unassign(&key, now);
+        if matches!(outcome, ReleaseOutcome::Unknown)
+            && !req.k8s_pod_namespace.is_empty()
+            && !req.k8s_pod_name.is_empty()
+        {
+            let recovered = recovered_key(
+                &req.network_name,
+                &self.reply.veth_prefix,
+                &req.k8s_pod_namespace,
+                &req.k8s_pod_name,
+            );
+            outcome = st.ds.unassign(&recovered, now);
+        }
+        match outcome {
             ReleaseOutcome::Released(r) => {
                 let r = *r;
                 if let Err(e) = self.persist(&mut st) {
@@ -319,7 +345,9 @@ impl AddressManager for AddressService {
             .allocations()
             .map(|(_, a)| a.key.clone())
             .filter(|k| {
+                // Rebuilt assignments carry no container id the runtime knows: never collected.
                 k.network_name == req.network_name
+                    && !k.container_id.starts_with(super::daemon::RECOVERED_PREFIX)
                     && !req
                         .valid
                         .iter()
