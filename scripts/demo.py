@@ -145,11 +145,17 @@ def tcp_echo(pod: dict, ip: str, port: int) -> str:
     return r.stdout.strip()
 
 
-def eni_summary(sim_state: dict, instance_id: str) -> list[dict]:
+def eni_summary(sim_state: dict, instance_id: str, reader: str | None = None) -> list[dict]:
+    """The node's ENIs through the EC2 API; `reader` names another IAM user of the sim's, so that
+    these reads are not counted among ipamd's calls."""
     import boto3
     env = sim_state["env"]
+    key, secret = env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    if reader:
+        c = sim_state["credentials"][reader]
+        key, secret = c["access_key_id"], c["secret_access_key"]
     ec2 = boto3.client("ec2", region_name=env["AWS_REGION"], endpoint_url=env["AWS_ENDPOINT_URL_EC2"],
-                       aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+                       aws_access_key_id=key, aws_secret_access_key=secret)
     enis = ec2.describe_network_interfaces(
         Filters=[{"Name": "attachment.instance-id", "Values": [instance_id]}])["NetworkInterfaces"]
     enis.sort(key=lambda e: e["Attachment"]["DeviceIndex"])
@@ -213,13 +219,15 @@ def main() -> int:
         say("==> summary")
         state = sim.refresh()
         for node in nodes:
-            enis = eni_summary(state, node.info["instance_id"])
+            enis = eni_summary(state, node.info["instance_id"], reader="extended")
             addrs = sum(len(e["PrivateIpAddresses"]) - 1 for e in enis)
             say(f"    {node.info['name']}: {len(enis)} ENIs, {addrs} secondary addresses, {len(node.pods)} pods")
             for e in enis:
                 say(f"      device {e['Attachment']['DeviceIndex']} {e['NetworkInterfaceId']}: "
                     f"{len(e['PrivateIpAddresses']) - 1} addresses")
-        calls = collections.Counter(c["action"] for c in sim.calls() if c.get("service", "ec2") == "ec2")
+        keys = {n.env["AWS_ACCESS_KEY_ID"] for n in nodes}
+        calls = collections.Counter(c["action"] for c in sim.calls()
+                                    if c.get("service", "ec2") == "ec2" and c.get("access_key_id") in keys)
         say(f"    EC2 calls made by both ipamds: {sum(calls.values())} "
             + ", ".join(f"{k} {v}" for k, v in sorted(calls.items())))
         say(f"==> done in {time.monotonic() - began:.1f} s; cleaning up")

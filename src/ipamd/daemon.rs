@@ -47,6 +47,10 @@ pub const LEAKED_ENI_INTERVAL: Duration = Duration::from_secs(3600);
 /// Longest the first warm-pool fill may take before ipamd declares itself ready anyway (pods in
 /// the pool's addresses can start; the loop keeps filling).
 pub const FIRST_FILL_BUDGET: Duration = Duration::from_secs(60);
+/// After an ADD or DEL, the pool is checked once the plugin has been quiet this long...
+pub const WAKE_COALESCE_QUIET: Duration = Duration::from_millis(200);
+/// ...or this long after the first of a burst of requests, whichever comes first.
+pub const WAKE_COALESCE_MAX: Duration = Duration::from_secs(1);
 /// Per-request deadline of the plugin socket.
 pub const RPC_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -774,10 +778,16 @@ impl Daemon {
             match events.recv_timeout(wait) {
                 Ok(Event::Stop(sig)) => return sig,
                 Ok(Event::Wake) => {
-                    // Coalesce a burst of ADDs into one check.
-                    while let Ok(e) = events.try_recv() {
-                        if let Event::Stop(sig) = e {
-                            return sig;
+                    // A burst of ADDs (a deployment scaling up) becomes one check: wait until
+                    // the plugin has been quiet for a moment, at most WAKE_COALESCE_MAX.
+                    let first = StdInstant::now();
+                    loop {
+                        let left = WAKE_COALESCE_MAX.saturating_sub(first.elapsed());
+                        match events.recv_timeout(WAKE_COALESCE_QUIET.min(left)) {
+                            Ok(Event::Stop(sig)) => return sig,
+                            Ok(Event::Wake) if !left.is_zero() => continue,
+                            Ok(Event::Wake) | Err(RecvTimeoutError::Timeout) => break,
+                            Err(RecvTimeoutError::Disconnected) => return 0,
                         }
                     }
                     self.pool_tick();
