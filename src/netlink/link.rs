@@ -144,7 +144,7 @@ pub(crate) fn veth_msg(spec: &VethSpec<'_>, peer_ns_fd: Option<i32>) -> MsgBuf {
 }
 
 /// Decodes an `RTM_NEWLINK` message.
-pub(crate) fn parse_link(msg: &Msg<'_>) -> Option<Link> {
+pub fn parse_link(msg: &Msg<'_>) -> Option<Link> {
     if msg.ty != RTM_NEWLINK || msg.payload.len() < 16 {
         return None;
     }
