@@ -791,14 +791,26 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
                 b'-' => -1,
                 _ => return None,
             };
+            // `±hh:mm`, two digits each (so no overflow from a huge hour count).
             let (oh, om) = rest[1..].split_once(':')?;
-            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
+            let (oh, om) = (two_digits(oh)?, two_digits(om)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            sign * (oh * 3600 + om * 60)
         }
     };
     let days = days_from_civil(y, mo as u32, d as u32);
     let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_secs;
     let secs = u64::try_from(secs).ok()?;
     Some(UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+fn two_digits(s: &str) -> Option<i64> {
+    match s.as_bytes() {
+        [a @ b'0'..=b'9', b @ b'0'..=b'9'] => Some(i64::from((a - b'0') * 10 + (b - b'0'))),
+        _ => None,
+    }
 }
 
 /// Formats a time as `YYYY-MM-DDTHH:MM:SSZ`.
