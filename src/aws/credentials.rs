@@ -492,7 +492,9 @@ struct JsonCredentials {
     expiration: Option<String>,
 }
 
-fn from_json(source: CredentialSource, body: &[u8]) -> Result<Credentials, CredentialsError> {
+/// Reads the credentials JSON of the container endpoint (Pod Identity) or of IMDS's
+/// `iam/security-credentials/<role>` as coming from `source`.
+pub fn from_json(source: CredentialSource, body: &[u8]) -> Result<Credentials, CredentialsError> {
     let j: JsonCredentials = serde_json::from_slice(body).map_err(|e| {
         cred_err(
             source,
@@ -699,9 +701,15 @@ fn assume_role_with_web_identity(
             ),
         ));
     }
+    parse_sts_answer(&text)
+}
+
+/// Reads the credentials of a successful `AssumeRoleWithWebIdentity` answer (STS XML).
+pub fn parse_sts_answer(text: &str) -> Result<Credentials, CredentialsError> {
+    let src = CredentialSource::WebIdentity;
     let (mut id, mut secret, mut session, mut exp) =
         (String::new(), String::new(), String::new(), String::new());
-    walk(&text, |step| {
+    walk(text, |step| {
         if let Step::End([.., "Credentials", field], t) = step {
             match *field {
                 "AccessKeyId" => id = t.trim().to_string(),

@@ -176,8 +176,10 @@ impl Imds {
     /// deadline.
     pub fn within(&self, budget: Duration) -> ImdsCall<'_> {
         ImdsCall {
-            imds: self,
-            deadline: self.retry_env.now() + budget,
+            source: Source::Http {
+                imds: self,
+                deadline: self.retry_env.now() + budget,
+            },
         }
     }
 
@@ -297,11 +299,28 @@ impl Imds {
     }
 }
 
-/// IMDS reads that share one deadline (from [`Imds::within`]).
-#[derive(Debug)]
+/// IMDS reads that share one deadline (from [`Imds::within`]), or reads of canned answers
+/// (from [`ImdsCall::from_answers`]).
 pub struct ImdsCall<'a> {
-    imds: &'a Imds,
-    deadline: Instant,
+    source: Source<'a>,
+}
+
+enum Source<'a> {
+    Http { imds: &'a Imds, deadline: Instant },
+    Answers(&'a dyn Fn(&str) -> Option<String>),
+}
+
+impl fmt::Debug for ImdsCall<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Source::Http { imds, deadline } => f
+                .debug_struct("ImdsCall")
+                .field("imds", imds)
+                .field("deadline", deadline)
+                .finish(),
+            Source::Answers(_) => f.write_str("ImdsCall(answers)"),
+        }
+    }
 }
 
 /// Everything IMDS says about one attached ENI.
@@ -345,10 +364,21 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
         .filter(|l| !l.is_empty())
 }
 
-impl ImdsCall<'_> {
+impl<'a> ImdsCall<'a> {
+    /// The typed readers over canned answers: `answer(key)` is the body IMDS would send for `key`
+    /// (below `/latest/meta-data/`), `None` for a 404. No I/O (tests and fuzzing).
+    pub fn from_answers(answer: &'a dyn Fn(&str) -> Option<String>) -> ImdsCall<'a> {
+        ImdsCall {
+            source: Source::Answers(answer),
+        }
+    }
+
     /// The raw value of `key` (below `/latest/meta-data/`), or `None` when IMDS says 404.
     pub fn get(&self, key: &str) -> Result<Option<String>, ImdsError> {
-        self.imds.read(key, self.deadline)
+        match &self.source {
+            Source::Http { imds, deadline } => imds.read(key, *deadline),
+            Source::Answers(answer) => Ok(answer(key)),
+        }
     }
 
     fn required(&self, key: &str) -> Result<String, ImdsError> {

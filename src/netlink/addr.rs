@@ -57,7 +57,8 @@ pub(crate) fn addr_msg(ty: u16, flags: u16, index: u32, prefix: IpNet) -> MsgBuf
     m
 }
 
-pub(crate) fn parse_addr(msg: &Msg<'_>) -> Result<Option<Address>, Malformed> {
+/// Decodes an `RTM_NEWADDR` message (`None` for another type or an unusable one).
+pub fn parse_addr(msg: &Msg<'_>) -> Result<Option<Address>, Malformed> {
     let p = msg.payload;
     if msg.ty != RTM_NEWADDR || p.len() < 8 {
         return Ok(None);

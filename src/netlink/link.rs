@@ -146,7 +146,7 @@ pub(crate) fn veth_msg(spec: &VethSpec<'_>, peer_ns_fd: Option<i32>) -> MsgBuf {
 }
 
 /// Decodes an `RTM_NEWLINK` message.
-pub(crate) fn parse_link(msg: &Msg<'_>) -> Result<Option<Link>, Malformed> {
+pub fn parse_link(msg: &Msg<'_>) -> Result<Option<Link>, Malformed> {
     if msg.ty != RTM_NEWLINK || msg.payload.len() < 16 {
         return Ok(None);
     }

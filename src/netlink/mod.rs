@@ -28,13 +28,13 @@ pub mod socket;
 mod types;
 pub mod wire;
 
-pub use addr::Address;
+pub use addr::{parse_addr, Address};
 pub use error::{libc_errno, Cause, ErrnoText, Error, Result};
-pub use link::{Link, VethSpec};
-pub use neigh::Neighbour;
+pub use link::{parse_link, Link, VethSpec};
+pub use neigh::{parse_neigh, Neighbour};
 pub use netns::{Netns, NetnsGuard, NetnsId, NETNS_RUN_DIR};
-pub use route::{Route, RouteScope, RouteType, RT_TABLE_LOCAL, RT_TABLE_MAIN};
-pub use rule::Rule;
+pub use route::{parse_route, Route, RouteScope, RouteType, RT_TABLE_LOCAL, RT_TABLE_MAIN};
+pub use rule::{parse_rule, Rule};
 pub use socket::{NlSocket, Protocol};
 pub use types::Family;
 

@@ -57,7 +57,8 @@ pub(crate) fn neigh_msg(
     m
 }
 
-pub(crate) fn parse_neigh(msg: &Msg<'_>) -> Result<Option<Neighbour>, Malformed> {
+/// Decodes an `RTM_NEWNEIGH` message (`None` for another type or one without an address).
+pub fn parse_neigh(msg: &Msg<'_>) -> Result<Option<Neighbour>, Malformed> {
     let p = msg.payload;
     if msg.ty != RTM_NEWNEIGH || p.len() < 12 {
         return Ok(None);

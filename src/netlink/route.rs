@@ -264,7 +264,8 @@ pub(crate) fn route_msg(ty: u16, flags: u16, r: &Route) -> MsgBuf {
     m
 }
 
-pub(crate) fn parse_route(msg: &Msg<'_>) -> Result<Option<Route>, Malformed> {
+/// Decodes an `RTM_NEWROUTE` message (`None` for another type, a cached clone or an unusable one).
+pub fn parse_route(msg: &Msg<'_>) -> Result<Option<Route>, Malformed> {
     let p = msg.payload;
     if msg.ty != RTM_NEWROUTE || p.len() < 12 {
         return Ok(None);

@@ -156,7 +156,8 @@ pub(crate) fn rule_msg(ty: u16, flags: u16, r: &Rule) -> MsgBuf {
     m
 }
 
-pub(crate) fn parse_rule(msg: &Msg<'_>) -> Result<Option<Rule>, Malformed> {
+/// Decodes an `RTM_NEWRULE` message (`None` for another type or a rule that is not a table lookup).
+pub fn parse_rule(msg: &Msg<'_>) -> Result<Option<Rule>, Malformed> {
     let p = msg.payload;
     if msg.ty != RTM_NEWRULE || p.len() < 12 || p[7] != FR_ACT_TO_TBL {
         return Ok(None);
