@@ -54,6 +54,9 @@ fn daemon_env(
         ("ENABLE_IPv4", "true".to_string()),
         ("ENABLE_IPv6", "false".to_string()),
         ("DISABLE_METRICS", "true".to_string()),
+        // Upstream v1.23 discovers subnets by default (DescribeSubnets), which the sim's seed policy does not
+        // grant; our daemon has no subnet discovery either.
+        ("ENABLE_SUBNET_DISCOVERY", "false".to_string()),
     ] {
         env.retain(|(key, _)| key != k);
         env.push((k.to_string(), v));
@@ -121,6 +124,15 @@ impl Drop for TempDir {
     }
 }
 
+fn ip(ns: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Every secondary IPv4 address of every ENI of the node, as IMDS reports it.
 fn eni_secondary_ips(node: &vpcsim::Node) -> BTreeSet<String> {
     let imds = Imds::new(&node.imds_endpoint).unwrap();
@@ -168,6 +180,8 @@ fn upstream_ipamd_on_a_sim_node_serves_three_pods_through_libcni() {
         &json!({"kubernetes.io/os": "linux", "node.kubernetes.io/instance-type": node.instance_type,
                 "topology.kubernetes.io/zone": node.az}),
     );
+    // What kubelet would report for an m5.large with upstream's max-pods formula: 3 ENIs x (10 - 1) + 2.
+    cluster.set_node_pods(&node_name, 29);
 
     // Upstream's ipamd in the node, /run private.
     let env = daemon_env(&node, &node_name, &cluster.kubeconfig, &dir.0);
@@ -244,8 +258,15 @@ fn upstream_ipamd_on_a_sim_node_serves_three_pods_through_libcni() {
         })
         .collect();
     let mut ips = Vec::new();
+    // Upstream serves its socket before its warm pool is filled (ENIs attached, addresses assigned through EC2);
+    // until then ADD fails (ipamd logs "no available IP/Prefix addresses") and the runtime retries, as kubelet does.
+    let deadline = Instant::now() + Duration::from_secs(180);
     for (pod, id) in &pods {
-        let answer = client.call("add", pod, id);
+        let mut answer = client.call("add", pod, id);
+        while answer["ok"] != true && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_secs(1));
+            answer = client.call("add", pod, id);
+        }
         assert_eq!(
             answer["ok"],
             true,
@@ -262,6 +283,21 @@ fn upstream_ipamd_on_a_sim_node_serves_three_pods_through_libcni() {
             .to_string();
         ips.push(ip);
     }
+    // Upstream's checkpoint (in the test's /run) holds the three allocations.
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(dir.0.join("run/aws-node/ipam.json")).unwrap())
+            .unwrap();
+    let saved_ips: BTreeSet<&str> = saved["allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["ipv4"].as_str())
+        .collect();
+    assert_eq!(
+        saved_ips,
+        ips.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        "{saved}"
+    );
     let eni_ips = eni_secondary_ips(&node);
     for ip in &ips {
         assert!(
@@ -280,14 +316,32 @@ fn upstream_ipamd_on_a_sim_node_serves_three_pods_through_libcni() {
         let answer = client.call("del", pod, id);
         assert_eq!(answer["ok"], true, "DEL {id}: {answer}");
     }
-    let links = std::process::Command::new("ip")
-        .args(["-n", &ns, "-o", "link", "show"])
-        .output()
-        .unwrap();
-    let links = String::from_utf8_lossy(&links.stdout).into_owned();
+    // Upstream's DEL releases the address and removes the pod's route and rules; the veth goes with the
+    // sandbox's namespace (the runtime's job), not with DEL.
+    let checkpoint = || -> Value {
+        let path = dir.0.join("run/aws-node/ipam.json");
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    };
     assert!(
-        !links.lines().any(|l| l.contains(": eni")),
-        "pod veths left after DEL: {links}"
+        checkpoint()["allocations"]
+            .as_array()
+            .is_some_and(|a| a.is_empty()),
+        "{}",
+        checkpoint()
+    );
+    let rules = ip(&ns, &["rule", "show"]);
+    let routes = ip(&ns, &["route", "show"]);
+    for ip in &ips {
+        assert!(!rules.contains(&format!("{ip} ")), "{ip}: {rules}");
+        assert!(!routes.contains(&format!("{ip} dev")), "{ip}: {routes}");
+    }
+    drop(pods);
+    assert!(
+        (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            !ip(&ns, &["-o", "link", "show"]).contains(": eni")
+        }),
+        "pod veths outlived their namespaces"
     );
     drop(client);
     drop(ipamd);

@@ -315,6 +315,21 @@ impl Cluster {
             }),
         )
     }
+
+    /// Sets the Node's `status.capacity.pods` and `status.allocatable.pods` (kubelet's job; upstream's ipamd sizes its
+    /// pool by it and allocates nothing while it is 0).
+    pub fn set_node_pods(&self, name: &str, pods: u32) {
+        let patch = json!({"status": {"capacity": {"pods": pods.to_string()},
+                                      "allocatable": {"pods": pods.to_string()}}})
+        .to_string();
+        let path = format!("/api/v1/nodes/{name}/status");
+        let (code, body) = self.request(
+            "PATCH",
+            &path,
+            Some(("application/merge-patch+json", patch.as_bytes())),
+        );
+        assert_eq!(code, 200, "PATCH {path}: {body}");
+    }
 }
 
 impl Drop for Cluster {
