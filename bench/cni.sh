@@ -21,8 +21,8 @@ trap cleanup EXIT
 # The shipped binary: musl, static (scripts/check-release builds the same).
 target=x86_64-unknown-linux-musl
 cargo build --release --quiet --target "$target"
-GO111MODULE=off GOPATH="$work/gopath:/usr/share/gocode" GOPROXY=off GOFLAGS= GOCACHE="$work/gocache" \
-  go build -o "$work/cni-client" tests/cni-client/main.go
+# libcni v1.3 client (tests/cni-client), built once into the peer cache by scripts/build-peers.
+client=$(scripts/build-peers --print-env cni | sed -n 's/^VPC_CNI_PEER_CNI_CLIENT=//p')
 mkdir -p "$work/bin"
 ln -s "$root/target/$target/release/vpc-cni" "$work/bin/aws-cni"
 
@@ -64,7 +64,7 @@ PY
 
 run() {
   ip netns exec "$node" env VPC_CNI_IPAMD_SOCKET="$work/ipamd.sock" \
-    "$work/cni-client" -conflist "$work/$1.conflist" -path "$work/bin:/usr/lib/cni" -cache "$work/cache-$1" \
+    "$client" -conflist "$work/$1.conflist" -path "$work/bin:/usr/lib/cni" -cache "$work/cache-$1" \
     < "$work/requests.jsonl" > "$work/$1.out"
 }
 run aws
