@@ -9,6 +9,8 @@ use vpc_cni::netlink::{parse_addr, parse_link, parse_neigh, parse_route, parse_r
 fn walk(buf: &[u8], depth: u32) -> usize {
     let mut n = 0;
     for a in attrs(buf) {
+        // A malformed attribute ends the walk with an error (never silently).
+        let Ok(a) = a else { break };
         let _ = (a.u32(), a.be32(), a.u8(), a.str());
         n += 1;
         if depth < 8 {

@@ -35,7 +35,7 @@ use crate::limits::{self, Hypervisor, MaxPodsOptions};
 use crate::net::{Ipv4Cidr, MacAddr};
 
 use super::executor::{AttachProbe, Executor, NodeIdentity};
-use super::manager::{self, AddressService, Clock, NodeState, ReplyTemplate, SystemClock};
+use super::manager::{self, AddressService, Clock, NodeState, ReplyTemplate, SystemClock, Urgency};
 use super::reconcile;
 
 /// How often the pool is checked without a reason (upstream: 2.5 s + 2.5 s).
@@ -118,8 +118,8 @@ impl StartupTimes {
 /// Events for the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
-    /// An assignment changed: check the pool now.
-    Wake,
+    /// An assignment changed, or an ADD is waiting for an address.
+    Wake(Urgency),
     /// Stop (a signal arrived).
     Stop(i32),
 }
@@ -522,7 +522,7 @@ impl Daemon {
     }
 
     /// The RPC side over this daemon's state.
-    pub fn address_service(&self, wake: Arc<dyn Fn() + Send + Sync>) -> AddressService {
+    pub fn address_service(&self, wake: Arc<dyn Fn(Urgency) + Send + Sync>) -> AddressService {
         AddressService::new(
             self.state.clone(),
             self.store.clone(),
@@ -777,16 +777,19 @@ impl Daemon {
             let wait = next_tick.saturating_duration_since(StdInstant::now());
             match events.recv_timeout(wait) {
                 Ok(Event::Stop(sig)) => return sig,
-                Ok(Event::Wake) => {
+                Ok(Event::Wake(urgency)) => {
                     // A burst of ADDs (a deployment scaling up) becomes one check: wait until
-                    // the plugin has been quiet for a moment, at most WAKE_COALESCE_MAX.
+                    // the plugin has been quiet for a moment, at most WAKE_COALESCE_MAX, unless
+                    // an ADD is waiting for an address.
                     let first = StdInstant::now();
-                    loop {
+                    let mut urgent = urgency == Urgency::Starved;
+                    while !urgent {
                         let left = WAKE_COALESCE_MAX.saturating_sub(first.elapsed());
                         match events.recv_timeout(WAKE_COALESCE_QUIET.min(left)) {
                             Ok(Event::Stop(sig)) => return sig,
-                            Ok(Event::Wake) if !left.is_zero() => continue,
-                            Ok(Event::Wake) | Err(RecvTimeoutError::Timeout) => break,
+                            Ok(Event::Wake(Urgency::Starved)) => urgent = true,
+                            Ok(Event::Wake(_)) if !left.is_zero() => continue,
+                            Ok(Event::Wake(_)) | Err(RecvTimeoutError::Timeout) => break,
                             Err(RecvTimeoutError::Disconnected) => return 0,
                         }
                     }
@@ -1023,9 +1026,9 @@ pub fn main_with(cfg: Config, net: Box<dyn NodeNet>) -> i32 {
         }
     };
     let wake_tx = Mutex::new(tx.clone());
-    let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+    let wake: Arc<dyn Fn(Urgency) + Send + Sync> = Arc::new(move |u| {
         if let Ok(t) = wake_tx.lock() {
-            let _ = t.send(Event::Wake);
+            let _ = t.send(Event::Wake(u));
         }
     });
     let service = Arc::new(daemon.address_service(wake));

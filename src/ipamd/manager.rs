@@ -17,6 +17,15 @@ use crate::ipam::{
 };
 use crate::rpc::{self, AddressManager, RpcCode, RpcError};
 
+/// Why the loop is woken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    /// An assignment changed: check the pool once the burst is over.
+    Changed,
+    /// An ADD found no free address: check the pool now.
+    Starved,
+}
+
 /// How long an ADD waits for a growing pool before it is refused.
 pub const ADD_WAIT_FOR_GROWTH: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -136,7 +145,7 @@ pub struct AddressService {
     checkpoint: Arc<dyn CheckpointSink>,
     clock: Arc<dyn Clock>,
     reply: ReplyTemplate,
-    wake: Arc<dyn Fn() + Send + Sync>,
+    wake: Arc<dyn Fn(Urgency) + Send + Sync>,
 }
 
 impl std::fmt::Debug for AddressService {
@@ -156,14 +165,15 @@ pub fn lock(state: &Mutex<NodeState>) -> MutexGuard<'_, NodeState> {
 }
 
 impl AddressService {
-    /// A service over `state`; `wake` is called after an assignment changed (the loop then checks
+    /// A service over `state`; `wake` is called after an assignment changed or when an ADD found
+    /// no free address (the loop then checks
     /// the pool at once instead of at its next tick).
     pub fn new(
         state: Arc<Mutex<NodeState>>,
         checkpoint: Arc<dyn CheckpointSink>,
         clock: Arc<dyn Clock>,
         reply: ReplyTemplate,
-        wake: Arc<dyn Fn() + Send + Sync>,
+        wake: Arc<dyn Fn(Urgency) + Send + Sync>,
     ) -> AddressService {
         AddressService {
             state,
@@ -229,7 +239,7 @@ impl AddressManager for AddressService {
                     && st.pool.assess(&st.ds, now).too_low);
             if growing && waited < ADD_WAIT_FOR_GROWTH {
                 drop(st);
-                (self.wake)();
+                (self.wake)(Urgency::Starved);
                 std::thread::sleep(std::time::Duration::from_millis(50));
                 st = lock(&self.state);
                 continue;
@@ -237,7 +247,7 @@ impl AddressManager for AddressService {
             st.counters.no_address += 1;
             let s = st.ds.stats(now);
             drop(st);
-            (self.wake)();
+            (self.wake)(Urgency::Starved);
             return Err(RpcError::new(
                 RpcCode::ResourceExhausted,
                 format!(
@@ -258,7 +268,7 @@ impl AddressManager for AddressService {
         }
         drop(st);
         if !assigned.existing {
-            (self.wake)();
+            (self.wake)(Urgency::Changed);
         }
         Ok(rpc::AddNetworkReply {
             success: true,
@@ -303,7 +313,7 @@ impl AddressManager for AddressService {
                     ));
                 }
                 drop(st);
-                (self.wake)();
+                (self.wake)(Urgency::Changed);
                 Ok(rpc::DelNetworkReply {
                     success: true,
                     ip_allocations: vec![AddressService::allocation(&r.pod)],
@@ -382,7 +392,7 @@ impl AddressManager for AddressService {
                 ));
             }
             drop(st);
-            (self.wake)();
+            (self.wake)(Urgency::Changed);
         }
         Ok(rpc::GcReply { released })
     }
