@@ -1,4 +1,4 @@
-//! The CNI plugin under a real CNI client: Debian's libcni (tests/cni-client) runs our conflist with Debian's
+//! The CNI plugin under a real CNI client: libcni 1.3 (tests/cni-client, built by scripts/build-peers) runs our conflist with Debian's
 //! reference plugins (portmap, bandwidth, tuning) chained after aws-cni, inside a "node" namespace this test
 //! creates; pods are namespaces too. ipamd's RPC server is hosted in this process over a unix socket, backed by
 //! the ipam datastore seeded directly with two ENIs (no EC2 needed to prove the plugin).
@@ -11,172 +11,23 @@
 mod cni_client;
 #[path = "support/netns.rs"]
 mod netns;
+#[path = "support/seeded_ipamd.rs"]
+mod seeded_ipamd;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use netns::TestNs;
 use serde_json::{json, Value};
 use vpc_cni::cni::install;
-use vpc_cni::ipam::{
-    self, AssignRequest, Datastore, DatastoreConfig, EniSpec, IpamKey, PodAddress, PodMetadata,
-    ReleaseOutcome,
-};
-use vpc_cni::rpc::{self, AddressManager, RpcCode, RpcError};
+use vpc_cni::rpc;
 
 const NODE_IP: &str = "10.0.0.10";
 const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
-
-// ---------------------------------------------------------------------------------------------------------------
-// ipamd's side for these tests: the product RPC server (rpc::Server) over the product datastore (ipam::Datastore),
-// seeded directly with two ENIs instead of from EC2. The adapter below is what ipamd does per request, minus the
-// checkpoint write.
-
-struct NodeIpam {
-    ds: Mutex<Datastore>,
-    epoch: std::time::Instant,
-}
-
-impl NodeIpam {
-    /// The primary ENI (device 0) with 10.0.0.20–35 and a secondary ENI (device 1, route table 2) with 10.0.1.20–35.
-    fn seeded() -> Arc<NodeIpam> {
-        let mut ds = Datastore::new(DatastoreConfig::default());
-        let now = ipam::Instant::from_millis(0);
-        let enis = [
-            ("eni-primary", 0, [10, 0, 0], Ipv4Addr::new(10, 0, 0, 10)),
-            ("eni-second", 1, [10, 0, 1], Ipv4Addr::new(10, 0, 1, 10)),
-        ];
-        for (id, device, [a, b, c], primary_ip) in enis {
-            ds.add_eni(
-                EniSpec {
-                    id: id.into(),
-                    device_number: device,
-                    primary_ipv4: Some(primary_ip),
-                    is_primary: device == 0,
-                    ..Default::default()
-                },
-                now,
-            )
-            .unwrap();
-            let addrs: Vec<Ipv4Addr> = (20..36).map(|d| Ipv4Addr::new(a, b, c, d)).collect();
-            ds.add_ipv4_addresses(id, &addrs).unwrap();
-        }
-        Arc::new(NodeIpam {
-            ds: Mutex::new(ds),
-            epoch: std::time::Instant::now(),
-        })
-    }
-
-    fn now(&self) -> ipam::Instant {
-        ipam::Instant::from_millis(self.epoch.elapsed().as_millis() as u64)
-    }
-
-    fn assigned(&self) -> usize {
-        self.ds.lock().unwrap().allocations().count()
-    }
-
-    fn allocation(pod: &PodAddress) -> rpc::IpAllocation {
-        rpc::IpAllocation {
-            ipv4_addr: pod.address.to_string(),
-            ipv6_addr: String::new(),
-            device_number: pod.device_number,
-            // The protocol's 0 = primary ENI: no from-pod rule.
-            route_table_id: if pod.eni_is_primary {
-                0
-            } else {
-                pod.route_table_id
-            },
-        }
-    }
-}
-
-impl AddressManager for NodeIpam {
-    fn add_network(&self, req: &rpc::AddNetworkRequest) -> Result<rpc::AddNetworkReply, RpcError> {
-        let now = self.now();
-        let assigned = self
-            .ds
-            .lock()
-            .unwrap()
-            .assign(
-                AssignRequest {
-                    key: IpamKey::new(&req.network_name, &req.container_id, &req.if_name),
-                    metadata: PodMetadata {
-                        namespace: req.k8s_pod_namespace.clone(),
-                        name: req.k8s_pod_name.clone(),
-                        interfaces_count: 1,
-                    },
-                    unix_nanos: 0,
-                },
-                now,
-            )
-            .map_err(|e| RpcError::new(RpcCode::ResourceExhausted, e.to_string()))?;
-        Ok(rpc::AddNetworkReply {
-            success: true,
-            ip_allocations: vec![NodeIpam::allocation(&assigned.pod)],
-            ..Default::default()
-        })
-    }
-
-    fn del_network(&self, req: &rpc::DelNetworkRequest) -> Result<rpc::DelNetworkReply, RpcError> {
-        let now = self.now();
-        let key = IpamKey::new(&req.network_name, &req.container_id, &req.if_name);
-        match self.ds.lock().unwrap().unassign(&key, now) {
-            ReleaseOutcome::Released(r) => Ok(rpc::DelNetworkReply {
-                success: true,
-                ip_allocations: vec![NodeIpam::allocation(&r.pod)],
-                ..Default::default()
-            }),
-            ReleaseOutcome::Unknown => Err(RpcError::new(
-                RpcCode::NotFound,
-                format!("no address for {key}"),
-            )),
-        }
-    }
-
-    fn status(&self) -> rpc::StatusReply {
-        let stats = self.ds.lock().unwrap().stats(self.now());
-        rpc::StatusReply {
-            ready: stats.available() > 0,
-            message: format!("{} of {} addresses free", stats.available(), stats.total),
-        }
-    }
-
-    fn gc_network(&self, req: &rpc::GcRequest) -> Result<rpc::GcReply, RpcError> {
-        let now = self.now();
-        let mut ds = self.ds.lock().unwrap();
-        let stale: Vec<IpamKey> = ds
-            .allocations()
-            .map(|(_, a)| a.key.clone())
-            .filter(|k| {
-                k.network_name == req.network_name
-                    && !req
-                        .valid
-                        .iter()
-                        .any(|v| v.container_id == k.container_id && v.if_name == k.if_name)
-            })
-            .collect();
-        let mut released = Vec::new();
-        for key in stale {
-            if let ReleaseOutcome::Released(r) = ds.unassign(&key, now) {
-                released.push(rpc::Released {
-                    key: rpc::AttachmentKey {
-                        container_id: key.container_id.clone(),
-                        if_name: key.if_name.clone(),
-                    },
-                    ipv4_addr: r.pod.address.to_string(),
-                    k8s_pod_namespace: r.allocation.metadata.namespace.clone(),
-                    k8s_pod_name: r.allocation.metadata.name.clone(),
-                });
-            }
-        }
-        Ok(rpc::GcReply { released })
-    }
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The node: a namespace with an "eth0" holding the node and pod-subnet addresses, a plugin dir, a conflist,
@@ -192,7 +43,7 @@ struct Node {
     ns: TestNs,
     dir: PathBuf,
     socket: PathBuf,
-    pool: Arc<NodeIpam>,
+    pool: seeded_ipamd::SeededIpamd,
     server: Option<rpc::ServerHandle>,
     conflist: PathBuf,
 }
@@ -233,10 +84,10 @@ impl Node {
         let conflist = dir.join("10-aws.conflist");
         std::fs::write(&conflist, serde_json::to_vec_pretty(&list).unwrap()).unwrap();
         let socket = dir.join("ipamd.sock");
-        let pool = NodeIpam::seeded();
+        let pool = seeded_ipamd::SeededIpamd::new(&dir.join("ipam.json"));
         let server = rpc::Server::bind(&socket)
             .unwrap()
-            .spawn(pool.clone(), Duration::from_secs(5))
+            .spawn(pool.service.clone(), Duration::from_secs(5))
             .unwrap();
         Node {
             ns,

@@ -12,173 +12,21 @@
 mod cni_client;
 #[path = "support/netns.rs"]
 mod netns;
+#[path = "support/seeded_ipamd.rs"]
+mod seeded_ipamd;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use netns::TestNs;
 use serde_json::{json, Value};
 use vpc_cni::cni::install;
-use vpc_cni::ipam::{
-    self, AssignRequest, Datastore, DatastoreConfig, EniSpec, IpamKey, PodAddress, PodMetadata,
-    ReleaseOutcome,
-};
-use vpc_cni::rpc::{self, AddressManager, RpcCode, RpcError};
+use vpc_cni::rpc;
 
 const NODE_IP: &str = "10.0.0.10";
-
-// ---------------------------------------------------------------------------------------------------------------
-// ipamd's side: the product RPC server over the product datastore, seeded with two ENIs of 16 addresses each.
-
-struct NodeIpam {
-    ds: Mutex<Datastore>,
-    epoch: std::time::Instant,
-}
-
-impl NodeIpam {
-    fn seeded() -> Arc<NodeIpam> {
-        let mut ds = Datastore::new(DatastoreConfig::default());
-        let now = ipam::Instant::from_millis(0);
-        let enis = [
-            ("eni-primary", 0, [10, 0, 0], Ipv4Addr::new(10, 0, 0, 10)),
-            ("eni-second", 1, [10, 0, 1], Ipv4Addr::new(10, 0, 1, 10)),
-        ];
-        for (id, device, [a, b, c], primary_ip) in enis {
-            ds.add_eni(
-                EniSpec {
-                    id: id.into(),
-                    device_number: device,
-                    primary_ipv4: Some(primary_ip),
-                    is_primary: device == 0,
-                    ..Default::default()
-                },
-                now,
-            )
-            .unwrap();
-            let addrs: Vec<Ipv4Addr> = (20..36).map(|d| Ipv4Addr::new(a, b, c, d)).collect();
-            ds.add_ipv4_addresses(id, &addrs).unwrap();
-        }
-        Arc::new(NodeIpam {
-            ds: Mutex::new(ds),
-            epoch: std::time::Instant::now(),
-        })
-    }
-
-    fn now(&self) -> ipam::Instant {
-        ipam::Instant::from_millis(self.epoch.elapsed().as_millis() as u64)
-    }
-
-    fn assigned(&self) -> Vec<String> {
-        let ds = self.ds.lock().unwrap();
-        let mut ids: Vec<String> = ds
-            .allocations()
-            .map(|(_, a)| a.key.container_id.clone())
-            .collect();
-        ids.sort();
-        ids
-    }
-
-    fn allocation(pod: &PodAddress) -> rpc::IpAllocation {
-        rpc::IpAllocation {
-            ipv4_addr: pod.address.to_string(),
-            ipv6_addr: String::new(),
-            device_number: pod.device_number,
-            route_table_id: if pod.eni_is_primary {
-                0
-            } else {
-                pod.route_table_id
-            },
-        }
-    }
-}
-
-impl AddressManager for NodeIpam {
-    fn add_network(&self, req: &rpc::AddNetworkRequest) -> Result<rpc::AddNetworkReply, RpcError> {
-        let now = self.now();
-        let assigned = self
-            .ds
-            .lock()
-            .unwrap()
-            .assign(
-                AssignRequest {
-                    key: IpamKey::new(&req.network_name, &req.container_id, &req.if_name),
-                    metadata: PodMetadata {
-                        namespace: req.k8s_pod_namespace.clone(),
-                        name: req.k8s_pod_name.clone(),
-                        interfaces_count: 1,
-                    },
-                    unix_nanos: 0,
-                },
-                now,
-            )
-            .map_err(|e| RpcError::new(RpcCode::ResourceExhausted, e.to_string()))?;
-        Ok(rpc::AddNetworkReply {
-            success: true,
-            ip_allocations: vec![NodeIpam::allocation(&assigned.pod)],
-            ..Default::default()
-        })
-    }
-
-    fn del_network(&self, req: &rpc::DelNetworkRequest) -> Result<rpc::DelNetworkReply, RpcError> {
-        let now = self.now();
-        let key = IpamKey::new(&req.network_name, &req.container_id, &req.if_name);
-        match self.ds.lock().unwrap().unassign(&key, now) {
-            ReleaseOutcome::Released(r) => Ok(rpc::DelNetworkReply {
-                success: true,
-                ip_allocations: vec![NodeIpam::allocation(&r.pod)],
-                ..Default::default()
-            }),
-            ReleaseOutcome::Unknown => Err(RpcError::new(
-                RpcCode::NotFound,
-                format!("no address for {key}"),
-            )),
-        }
-    }
-
-    fn status(&self) -> rpc::StatusReply {
-        let stats = self.ds.lock().unwrap().stats(self.now());
-        rpc::StatusReply {
-            ready: stats.available() > 0,
-            message: format!("{} of {} addresses free", stats.available(), stats.total),
-        }
-    }
-
-    fn gc_network(&self, req: &rpc::GcRequest) -> Result<rpc::GcReply, RpcError> {
-        let now = self.now();
-        let mut ds = self.ds.lock().unwrap();
-        let stale: Vec<IpamKey> = ds
-            .allocations()
-            .map(|(_, a)| a.key.clone())
-            .filter(|k| {
-                k.network_name == req.network_name
-                    && !req
-                        .valid
-                        .iter()
-                        .any(|v| v.container_id == k.container_id && v.if_name == k.if_name)
-            })
-            .collect();
-        let mut released = Vec::new();
-        for key in stale {
-            if let ReleaseOutcome::Released(r) = ds.unassign(&key, now) {
-                released.push(rpc::Released {
-                    key: rpc::AttachmentKey {
-                        container_id: key.container_id.clone(),
-                        if_name: key.if_name.clone(),
-                    },
-                    ipv4_addr: r.pod.address.to_string(),
-                    k8s_pod_namespace: r.allocation.metadata.namespace.clone(),
-                    k8s_pod_name: r.allocation.metadata.name.clone(),
-                });
-            }
-        }
-        Ok(rpc::GcReply { released })
-    }
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The node: a namespace with "eth0" holding the node and pod-subnet addresses, a plugin dir with our binary as
@@ -188,7 +36,7 @@ struct Node {
     ns: TestNs,
     dir: PathBuf,
     socket: PathBuf,
-    pool: Arc<NodeIpam>,
+    pool: seeded_ipamd::SeededIpamd,
     server: Option<rpc::ServerHandle>,
     conflist: PathBuf,
 }
@@ -230,10 +78,10 @@ impl Node {
         let conflist = dir.join("net.d/10-aws.conflist");
         std::fs::write(&conflist, serde_json::to_vec_pretty(&list).unwrap()).unwrap();
         let socket = dir.join("ipamd.sock");
-        let pool = NodeIpam::seeded();
+        let pool = seeded_ipamd::SeededIpamd::new(&dir.join("ipam.json"));
         let server = rpc::Server::bind(&socket)
             .unwrap()
-            .spawn(pool.clone(), Duration::from_secs(5))
+            .spawn(pool.service.clone(), Duration::from_secs(5))
             .unwrap();
         Node {
             ns,
@@ -447,7 +295,7 @@ fn libcni_1_3_add_check_del_with_a_1_1_0_conflist() {
     distinct.sort();
     distinct.dedup();
     assert_eq!(distinct.len(), 3, "{ips:?}");
-    assert_eq!(node.pool.assigned().len(), 3);
+    assert_eq!(node.pool.assigned_ids().len(), 3);
     // A broken pod route is found by CHECK through libcni and reported with the plugin's code.
     pods[1].ns.ip(&["route", "del", "default"]);
     let answer = client.call("check", &pods[1]);
@@ -455,7 +303,7 @@ fn libcni_1_3_add_check_del_with_a_1_1_0_conflist() {
     for p in &pods {
         ok(&client.call("del", p), "DEL");
     }
-    assert!(node.pool.assigned().is_empty());
+    assert!(node.pool.assigned_ids().is_empty());
     assert_eq!(node.pod_links(), Vec::<String>::new());
     assert_eq!(node.to_pod_rules(), Vec::<String>::new());
     // libcni dropped its cached results: a second DEL (runtimes retry) still succeeds.
@@ -502,7 +350,7 @@ fn libcni_1_3_gc_keeps_valid_attachments_and_frees_the_rest() {
     let mut other = node.client("other-cache");
     let orphan_ip = pod_ip(&ok(&other.call("add", &orphan), "ADD of the orphan"));
     drop(other);
-    assert_eq!(node.pool.assigned().len(), 4);
+    assert_eq!(node.pool.assigned_ids().len(), 4);
 
     let valid = json!([{"containerID": pods[0].container_id, "ifname": "eth0"}]);
     ok(
@@ -511,7 +359,7 @@ fn libcni_1_3_gc_keeps_valid_attachments_and_frees_the_rest() {
     );
     // libcni DELs the cached stale ones (pods 1 and 2); our plugin's GC releases the orphan in ipamd and removes
     // its rules.
-    assert_eq!(node.pool.assigned(), vec![pods[0].container_id.clone()]);
+    assert_eq!(node.pool.assigned_ids(), vec![pods[0].container_id.clone()]);
     let rules = node.to_pod_rules();
     assert_eq!(rules.len(), 1, "{rules:?}");
     assert!(rules[0].contains(&format!("to {} ", ips[0])), "{rules:?}");
@@ -533,9 +381,9 @@ fn cnitool_add_check_status_gc_del() {
     assert_eq!(result["cniVersion"], "1.1.0");
     let ip = pod_ip(&result);
     assert!(ping(&p.ns, NODE_IP), "pod {ip} cannot reach the node");
-    assert_eq!(node.pool.assigned().len(), 1);
+    assert_eq!(node.pool.assigned_ids().len(), 1);
     // cnitool names the container after the netns path; ipamd got that id.
-    assert!(node.pool.assigned()[0].starts_with("cnitool-"));
+    assert!(node.pool.assigned_ids()[0].starts_with("cnitool-"));
     let (success, _, err) = node.cnitool("check", &p.ns.path(), &args);
     assert!(success, "cnitool check: {err}");
     let (success, _, err) = node.cnitool("status", &p.ns.path(), &args);
@@ -546,7 +394,7 @@ fn cnitool_add_check_status_gc_del() {
     // cnitool's GC passes no valid attachments: everything is stale, DEL'd from its cache, then GC'd.
     let (success, _, err) = node.cnitool("gc", &p.ns.path(), &args);
     assert!(success, "cnitool gc: {err}");
-    assert!(node.pool.assigned().is_empty());
+    assert!(node.pool.assigned_ids().is_empty());
     assert!(
         eventually(|| node.pod_links().is_empty()),
         "{:?}",

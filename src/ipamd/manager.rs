@@ -331,17 +331,19 @@ impl AddressManager for AddressService {
         let now = self.clock.now();
         let st = lock(&self.state);
         let s = st.ds.stats(now);
-        let free = s.available().saturating_sub(s.cooling);
         if !st.ready {
             return rpc::StatusReply {
                 ready: false,
                 message: "ipamd is starting".into(),
             };
         }
+        // Cooling addresses count as available (upstream's `AvailableAddresses`): they are free
+        // again within the cooldown, and a node should not flap to NetworkNotReady for that.
+        let available = s.available();
         rpc::StatusReply {
-            ready: free > 0,
+            ready: available > 0,
             message: format!(
-                "{free} of {} addresses free ({} assigned, {} cooling down)",
+                "{available} of {} addresses available ({} assigned, {} of the free ones cooling down)",
                 s.total, s.assigned, s.cooling
             ),
         }
