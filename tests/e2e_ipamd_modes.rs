@@ -231,8 +231,10 @@ fn throttled_ec2_and_a_lagging_imds_neither_stall_pods_nor_multiply_ec2_calls() 
     let mut sim = VpcSim::start("e2mth");
     let n1 = sim.launch_node("m5.large");
     let (x, test_key) = ec2_test_user(&sim);
-    // 30% of every EC2 call is throttled; the rest of the mutating calls take 1 s; IMDS shows
-    // EC2's changes 2 s late.
+    // The first CreateNetworkInterface is throttled for sure, 30% of every EC2 call at random;
+    // the rest of the mutating calls take 1 s; IMDS shows EC2's changes 2 s late.
+    sim.inject_fault(&Fault::error("CreateNetworkInterface", "RequestLimitExceeded", 503).count(1))
+        .unwrap();
     sim.inject_fault(&Fault::error("*", "RequestLimitExceeded", 503).probability(0.3))
         .unwrap();
     for a in [
