@@ -351,3 +351,62 @@ pub fn enis_of(
     v.sort_by_key(|n| n.attachment.as_ref().and_then(|a| a.device_index));
     v
 }
+
+/// An EC2 client of the sim's `extended` user: what a test uses to set EC2 up and read it back
+/// while it counts ipamd's calls, which are signed with the node user's key
+/// ([`VpcSim::access_key_id`]); returns the client and the key it signs with.
+pub fn ec2_test_user(sim: &VpcSim) -> (vpc_cni::aws::ec2::Ec2Client, String) {
+    use std::sync::Arc;
+    use vpc_cni::aws::credentials::Credentials;
+    let c = &sim.state()["credentials"]["extended"];
+    let key = c["access_key_id"].as_str().unwrap().to_string();
+    let secret = c["secret_access_key"].as_str().unwrap();
+    let creds = Credentials::new_static(&key, secret, None);
+    let env: BTreeMap<String, String> = sim.env().into_iter().collect();
+    let client = vpc_cni::aws::ec2::Ec2Client::from_env(sim.region(), Arc::new(creds), &|k| {
+        env.get(k).cloned()
+    })
+    .unwrap();
+    (client, key)
+}
+
+/// An HTTP answer read with curl: status (0 when nothing answered) and body.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The body as JSON; panics with the body when it is not.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+impl Ipamd {
+    /// GET `url` with curl from inside the node namespace (where ipamd's 127.0.0.1 is);
+    /// `extra` goes before the URL (e.g. `--unix-socket PATH`).
+    pub fn http_get(&self, url: &str, extra: &[&str]) -> HttpAnswer {
+        let mut args: Vec<&str> = vec![
+            "netns",
+            "exec",
+            self.netns(),
+            "curl",
+            "-s",
+            "--max-time",
+            "5",
+            "-w",
+            "\n%{http_code}",
+        ];
+        args.extend_from_slice(extra);
+        args.push(url);
+        let out = Command::new("ip").args(&args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+        HttpAnswer {
+            status: code.trim().parse().unwrap_or(0),
+            body: body.to_string(),
+        }
+    }
+}
