@@ -659,3 +659,117 @@ fn no_free_prefix_falls_back_to_single_addresses_until_prefixes_are_free_again()
     assert_eq!(node.ds.stats(node.now).free_prefixes, 1);
     assert!(node.ec2().violations.is_empty(), "{:?}", node.ec2().violations);
 }
+
+#[test]
+fn fallback_meets_warm_ip_target_with_addresses_and_gives_back_the_surplus() {
+    let mut node = Node::new(
+        AddressMode::PrefixIpv4,
+        PoolConfig {
+            warm_ip_target: Some(5),
+            max_pods: 110,
+            ..PoolConfig::default()
+        },
+        M5_LARGE,
+    );
+    node.ec2().no_free_prefix = true;
+    node.tick();
+    let grow = node.tick();
+    assert!(
+        matches!(grow[0].kind, ActionKind::AssignAddresses { count: 5, .. }),
+        "WARM_IP_TARGET=5 asks 5 addresses, not a /28: {grow:?}"
+    );
+    assert!(node.settle(3, 10).is_some());
+    assert_eq!(node.shape(), (5, 1, 5));
+    for p in 1..=8 {
+        node.add_pod(p);
+        assert!(node.settle(2, 10).is_some());
+    }
+    assert_eq!(node.shape(), (13, 2, 5), "8 pods + 5 free over two ENIs");
+    // The pods leave; once their addresses are cool the surplus /32s go (the subnet still has no
+    // /28, so the fallback still counts /32s).
+    for p in 1..=8 {
+        let _ = node.ds.unassign(&key(p), node.now);
+    }
+    node.advance(Duration::from_secs(31));
+    let mut released = 0;
+    for _ in 0..8 {
+        for a in node.tick() {
+            if let ActionKind::UnassignAddresses { addresses, .. } = a.kind {
+                released += addresses.len();
+            }
+        }
+    }
+    assert!(node.pool.prefix_fallback_growing(node.now));
+    assert_eq!(released, 8);
+    assert_eq!(node.shape().2, 5, "5 free, as WARM_IP_TARGET wants");
+    assert!(node.ec2().violations.is_empty(), "{:?}", node.ec2().violations);
+}
+
+#[test]
+fn with_every_slot_holding_a_32_one_free_32_makes_room_for_the_next_prefix_try() {
+    // One ENI of 4 secondary slots: the fallback fills them all.
+    let limits = InstanceLimits::simple("synthetic", 1, 5);
+    let mut node = Node::new(
+        AddressMode::PrefixIpv4,
+        PoolConfig {
+            warm_prefix_target: 1,
+            max_pods: 110,
+            ..PoolConfig::default()
+        },
+        limits,
+    );
+    node.ec2().no_free_prefix = true;
+    assert!(node.settle(3, 10).is_some());
+    assert_eq!(ec2_shape(&node), vec![(4, 0)]);
+    let pod = node.add_pod(1);
+    node.ec2().no_free_prefix = false;
+    node.advance(Duration::from_secs(120));
+    let room = node.tick();
+    assert!(
+        matches!(&room[..], [a] if matches!(&a.kind, ActionKind::UnassignAddresses { addresses, .. } if addresses.len() == 1)),
+        "{room:?}"
+    );
+    let try_prefix = node.tick();
+    assert!(
+        matches!(try_prefix[0].kind, ActionKind::AssignPrefixes { count: 1, .. }),
+        "{try_prefix:?}"
+    );
+    assert!(!node.pool.prefix_fallback());
+    assert!(node.settle(3, 20).is_some());
+    assert_eq!(
+        ec2_shape(&node),
+        vec![(1, 1)],
+        "the pod's /32 and one /28; the free /32s went"
+    );
+    assert_eq!(node.ds.lookup(&key(1)).map(|x| x.address), Some(pod));
+    assert!(node.ec2().violations.is_empty(), "{:?}", node.ec2().violations);
+}
+
+#[test]
+fn insufficient_cidr_blocks_outside_prefix_mode_pauses_growth_like_any_capacity_error() {
+    let mut node = m4(PoolConfig::default());
+    let first = node.tick_with(Some(Failure::NoFreePrefix));
+    assert_eq!(first.len(), 1);
+    assert!(!node.pool.prefix_fallback());
+    assert!(node.pool.capacity_paused(node.now));
+    for _ in 0..20 {
+        assert!(node.tick().is_empty(), "growth is paused");
+    }
+}
+
+#[test]
+fn no_free_addresses_at_all_still_pauses_growth_in_prefix_mode() {
+    let mut node = pd_warm_prefix_1();
+    node.ec2().no_free_prefix = true;
+    node.tick();
+    // The subnet is full: the /32 growth fails with InsufficientFreeAddressesInSubnet.
+    let a = node.tick_with(Some(Failure::InsufficientCapacity));
+    assert!(
+        matches!(a[0].kind, ActionKind::AssignAddresses { .. }),
+        "{a:?}"
+    );
+    assert!(node.pool.capacity_paused(node.now));
+    for _ in 0..20 {
+        assert!(node.tick().is_empty(), "growth is paused");
+    }
+}
