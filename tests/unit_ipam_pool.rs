@@ -657,7 +657,11 @@ fn no_free_prefix_falls_back_to_single_addresses_until_prefixes_are_free_again()
     );
     assert!(node.settle(3, 20).is_some());
     assert_eq!(node.ds.stats(node.now).free_prefixes, 1);
-    assert!(node.ec2().violations.is_empty(), "{:?}", node.ec2().violations);
+    assert!(
+        node.ec2().violations.is_empty(),
+        "{:?}",
+        node.ec2().violations
+    );
 }
 
 #[test]
@@ -702,7 +706,11 @@ fn fallback_meets_warm_ip_target_with_addresses_and_gives_back_the_surplus() {
     assert!(node.pool.prefix_fallback_growing(node.now));
     assert_eq!(released, 8);
     assert_eq!(node.shape().2, 5, "5 free, as WARM_IP_TARGET wants");
-    assert!(node.ec2().violations.is_empty(), "{:?}", node.ec2().violations);
+    assert!(
+        node.ec2().violations.is_empty(),
+        "{:?}",
+        node.ec2().violations
+    );
 }
 
 #[test]
@@ -731,7 +739,10 @@ fn with_every_slot_holding_a_32_one_free_32_makes_room_for_the_next_prefix_try()
     );
     let try_prefix = node.tick();
     assert!(
-        matches!(try_prefix[0].kind, ActionKind::AssignPrefixes { count: 1, .. }),
+        matches!(
+            try_prefix[0].kind,
+            ActionKind::AssignPrefixes { count: 1, .. }
+        ),
         "{try_prefix:?}"
     );
     assert!(!node.pool.prefix_fallback());
@@ -742,7 +753,11 @@ fn with_every_slot_holding_a_32_one_free_32_makes_room_for_the_next_prefix_try()
         "the pod's /32 and one /28; the free /32s went"
     );
     assert_eq!(node.ds.lookup(&key(1)).map(|x| x.address), Some(pod));
-    assert!(node.ec2().violations.is_empty(), "{:?}", node.ec2().violations);
+    assert!(
+        node.ec2().violations.is_empty(),
+        "{:?}",
+        node.ec2().violations
+    );
 }
 
 #[test]

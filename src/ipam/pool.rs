@@ -572,10 +572,19 @@ impl Pool {
             } else if let Some(k) = self.increase(ds, &a, now) {
                 kinds.push(k);
                 grew = true;
-            } else if self.prefix_fallback() && !self.capacity_paused(now) {
-                // Trying a prefix again needs a free slot (and room under max pods): give one
-                // free fallback /32 back per tick until there is one.
-                kinds.extend(self.make_room_for_prefix(ds, now));
+            } else if self.prefix_fallback()
+                && !self.prefix_fallback_growing(now)
+                && !self.capacity_paused(now)
+            {
+                // Past the pause the pool wants a prefix but none fits (no free slot, or max pods
+                // reached counting the /32s): free /32s make room for it; if they cannot (pods
+                // hold them), the fallback grows with /32s for another pause.
+                let room = self.make_room_for_prefix(ds, now);
+                if room.is_empty() {
+                    self.no_prefix_since = Some(now);
+                    self.sync_fallback(ds);
+                }
+                kinds.extend(room);
             }
         } else if a.too_high && !self.decrease_blocked(now) {
             kinds.extend(self.decrease(ds, &a, now));
@@ -634,11 +643,11 @@ impl Pool {
         ds.set_prefix_fallback(self.prefix_fallback());
     }
 
-    /// Free /32s on pod-serving ENIs in prefix mode (the fallback's and leftovers), cooling ones
-    /// only if `cooling_too`.
+    /// Free /32s on the ENIs the planner grows (in prefix mode: the fallback's and leftovers),
+    /// cooling ones only if `cooling_too`.
     fn free_fallback_addresses(&self, ds: &Datastore, now: Instant, cooling_too: bool) -> u32 {
         ds.enis()
-            .filter(|e| e.serves_pods() && !e.spec().is_trunk)
+            .filter(|e| self.allocatable(e))
             .flat_map(|e| e.ipv4_cidrs())
             .filter(|c| {
                 c.is_host()
@@ -684,12 +693,25 @@ impl Pool {
     }
 
     /// The fallback is past its pause and the pool wants a prefix, but none can be planned (every
-    /// slot holds a block, or max pods is reached counting the /32s): one free /32 goes.
+    /// slot holds a block, or max pods is reached counting the /32s): releases the fewest free,
+    /// cool /32s after which one fits, or nothing if they are not enough.
     fn make_room_for_prefix(&mut self, ds: &mut Datastore, now: Instant) -> Vec<ActionKind> {
-        if self.prefix_fallback_growing(now) {
+        let slots = self.limits.secondary_ipv4_per_eni() as usize;
+        let slot_free = self.has_room_for_eni(ds)
+            || ds
+                .enis()
+                .filter(|e| self.allocatable(e))
+                .any(|e| e.ipv4_cidr_count() < slots);
+        let ceiling = self.cfg.max_pods.div_ceil(IPS_PER_PREFIX) * IPS_PER_PREFIX;
+        let for_pods = ds
+            .stats(now)
+            .total
+            .saturating_sub(ceiling.saturating_sub(IPS_PER_PREFIX));
+        let n = for_pods.max(u32::from(!slot_free));
+        if n == 0 || n > self.free_fallback_addresses(ds, now, false) {
             return Vec::new();
         }
-        let plan = self.free_addresses_to_release(ds, now, 1);
+        let plan = self.free_addresses_to_release(ds, now, n);
         self.release(ds, plan, now)
     }
 
@@ -1026,9 +1048,8 @@ impl Pool {
             action.kind,
             ActionKind::AssignPrefixes { .. } | ActionKind::CreateEni { prefixes: 1.., .. }
         );
-        if let Ok(
-            Completed::EniAttached { prefixes, .. } | Completed::Assigned { prefixes, .. },
-        ) = &result
+        if let Ok(Completed::EniAttached { prefixes, .. } | Completed::Assigned { prefixes, .. }) =
+            &result
         {
             if !prefixes.is_empty() {
                 // A prefix could be had: the fallback ends.
