@@ -219,6 +219,65 @@ fn each_mode_serves_only_its_blocks() {
 }
 
 #[test]
+fn prefix_fallback_serves_32s_after_every_prefix_address_and_counts_them() {
+    let mut ds = Datastore::new(DatastoreConfig {
+        mode: AddressMode::PrefixIpv4,
+        ip_cooldown: Duration::ZERO,
+    });
+    ds.add_eni(eni("eni-a", 0), T0).unwrap();
+    ds.add_eni(eni("eni-b", 1), T0).unwrap();
+    // A /32 on the primary ENI (lower device) and a /28 on the secondary one.
+    ds.add_ipv4_addresses("eni-a", &[v4("10.0.1.7")]).unwrap();
+    let p: Ipv4Cidr = "10.0.16.32/28".parse().unwrap();
+    ds.add_ipv4_prefixes("eni-b", &[p]).unwrap();
+    assert!(!ds.prefix_fallback());
+    assert_eq!(ds.stats(T0).total, 16, "off: the /32 does not serve pods");
+    assert!(!ds.in_mode(&Ipv4Cidr::host(v4("10.0.1.7"))));
+
+    ds.set_prefix_fallback(true);
+    assert!(ds.prefix_fallback());
+    assert!(ds.in_mode(&Ipv4Cidr::host(v4("10.0.1.7"))));
+    let s = ds.stats(T0);
+    assert_eq!((s.total, s.total_prefixes, s.free_prefixes), (17, 1, 1));
+    assert_eq!(ds.stats_as(T0, false).total, 16);
+    // Prefix addresses first, even though the /32's ENI comes first in device order.
+    for i in 0..16 {
+        let a = ds.assign(req(&format!("p{i}")), T0).unwrap().pod.address;
+        assert!(
+            matches!(a, IpAddr::V4(x) if p.contains(x)),
+            "pod {i} got {a}"
+        );
+    }
+    let last = ds.assign(req("last"), T0).unwrap().pod;
+    assert_eq!(last.address, ip("10.0.1.7"));
+    assert_eq!(last.eni_id, "eni-a");
+    assert!(ds.assign(req("none"), T0).is_err());
+
+    // Off again: the pod keeps its /32, which no longer counts and serves no new pod.
+    ds.set_prefix_fallback(false);
+    assert_eq!(
+        ds.lookup(&IpamKey::new("aws-cni", "last", "eth0"))
+            .map(|x| x.address),
+        Some(ip("10.0.1.7"))
+    );
+    let s = ds.stats(T0);
+    assert_eq!((s.total, s.assigned), (16, 16));
+    let _ = ds.unassign(&IpamKey::new("aws-cni", "last", "eth0"), T0);
+    assert!(ds.assign(req("again"), T0).is_err());
+}
+
+#[test]
+fn prefix_fallback_has_no_effect_outside_prefix_mode() {
+    let mut ds = secondary_store();
+    let p: Ipv4Cidr = "10.0.16.32/28".parse().unwrap();
+    ds.add_ipv4_prefixes("eni-a", &[p]).unwrap();
+    ds.set_prefix_fallback(true);
+    assert!(!ds.prefix_fallback());
+    assert!(!ds.in_mode(&p));
+    assert_eq!(ds.stats(T0).total, 4);
+}
+
+#[test]
 fn blocks_on_two_enis_never_overlap_and_prefixes_must_be_28() {
     let mut ds = secondary_store();
     let e = ds

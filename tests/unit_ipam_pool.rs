@@ -523,3 +523,268 @@ fn no_growth_and_no_eni_free_while_eni_changes_are_not_allowed() {
     node.settle(3, 30);
     assert_eq!(node.shape(), (29, 1, 29));
 }
+
+// ----- prefix delegation in a fragmented subnet: the /32 fallback -----------------------------
+
+/// Prefix mode, WARM_PREFIX_TARGET=1, on an m5.large (3 ENIs × 9 slots).
+fn pd_warm_prefix_1() -> Node {
+    Node::new(
+        AddressMode::PrefixIpv4,
+        PoolConfig {
+            warm_prefix_target: 1,
+            max_pods: 110,
+            ..PoolConfig::default()
+        },
+        M5_LARGE,
+    )
+}
+
+/// (secondary /32s, prefixes) per ENI as the fake EC2 holds them, by ENI id.
+fn ec2_shape(node: &Node) -> Vec<(usize, usize)> {
+    node.ec2()
+        .enis
+        .values()
+        .filter(|e| e.attached)
+        .map(|e| {
+            let hosts = e.cidrs.iter().filter(|c| c.is_host()).count();
+            (hosts, e.cidrs.len() - hosts)
+        })
+        .collect()
+}
+
+/// Ticks until an action asks EC2 for prefixes; returns when it was planned.
+fn next_prefix_request(node: &mut Node, max_ticks: usize) -> Option<vpc_cni::ipam::Instant> {
+    for _ in 0..max_ticks {
+        let at = node.now;
+        let asked = node.tick().iter().any(|a| {
+            matches!(
+                a.kind,
+                ActionKind::AssignPrefixes { .. } | ActionKind::CreateEni { prefixes: 1.., .. }
+            )
+        });
+        if asked {
+            return Some(at);
+        }
+    }
+    None
+}
+
+#[test]
+fn no_free_prefix_falls_back_to_single_addresses_until_prefixes_are_free_again() {
+    let mut node = pd_warm_prefix_1();
+    node.ec2().no_free_prefix = true;
+    let first = node.tick();
+    assert!(
+        matches!(first[0].kind, ActionKind::AssignPrefixes { count: 1, .. }),
+        "{first:?}"
+    );
+    let refused_at = node.now - Duration::from_secs(5);
+    assert!(node.pool.prefix_fallback());
+    // Upstream would pause growth for 120 s and fail pods; we grow with /32s at once: 16 free
+    // addresses stand for WARM_PREFIX_TARGET=1, 9 on the primary ENI and 7 on a new one.
+    let grow = node.tick();
+    assert!(
+        matches!(grow[0].kind, ActionKind::AssignAddresses { count: 9, .. }),
+        "{grow:?}"
+    );
+    let create = node.tick();
+    assert!(
+        matches!(
+            create[0].kind,
+            ActionKind::CreateEni {
+                addresses: 7,
+                prefixes: 0
+            }
+        ),
+        "{create:?}"
+    );
+    assert!(node.settle(3, 10).is_some());
+    assert_eq!(ec2_shape(&node), vec![(9, 0), (7, 0)]);
+    assert_eq!(node.shape(), (16, 2, 16));
+
+    // Ten pods get /32s, and the pool keeps 16 free: 26 addresses, the most 3 ENIs hold is 27.
+    let pods: Vec<_> = (1..=10).map(|p| node.add_pod(p)).collect();
+    assert_eq!(
+        pods.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        10
+    );
+    assert!(node.settle(3, 20).is_some());
+    assert_eq!(ec2_shape(&node), vec![(9, 0), (9, 0), (8, 0)]);
+    assert_eq!(node.shape(), (26, 3, 16));
+    assert_eq!(
+        node.ec2().cidr_blocks_refused,
+        1,
+        "no prefix asked in the pause"
+    );
+
+    // 120 s after the refusal a prefix is tried again; still none: another 120 s on /32s.
+    let retry = next_prefix_request(&mut node, 40).expect("a prefix is tried again");
+    let gap = retry.saturating_since(refused_at);
+    assert!(
+        gap > Duration::from_secs(120) && gap <= Duration::from_secs(130),
+        "{gap:?}"
+    );
+    assert_eq!(node.ec2().cidr_blocks_refused, 2);
+    assert!(node.pool.prefix_fallback());
+    assert_eq!(node.shape(), (26, 3, 16), "the /32s were kept meanwhile");
+
+    // The subnet has free /28s again: after the next pause a prefix is had and the fallback ends.
+    node.ec2().no_free_prefix = false;
+    let again = next_prefix_request(&mut node, 40).expect("a prefix is tried again");
+    assert!(
+        again.saturating_since(retry) > Duration::from_secs(120),
+        "{:?}",
+        again.saturating_since(retry)
+    );
+    assert!(!node.pool.prefix_fallback());
+    assert!(node.settle(3, 20).is_some());
+    // The free /32s went back to EC2; the pods keep theirs (9 on eni-0, 1 on eni-1).
+    assert_eq!(ec2_shape(&node), vec![(9, 0), (1, 0), (0, 1)]);
+    for (p, a) in (1..=10).zip(&pods) {
+        assert_eq!(node.ds.lookup(&key(p)).map(|x| x.address), Some(*a));
+    }
+    // A new pod gets a prefix address, and the pool adds a /28 to keep one free.
+    let eleventh = node.add_pod(11);
+    let std::net::IpAddr::V4(v4) = eleventh else {
+        panic!("{eleventh}")
+    };
+    assert!(
+        node.ds
+            .enis()
+            .flat_map(|e| e.ipv4_cidrs())
+            .any(|c| !c.is_host() && c.contains(v4)),
+        "{eleventh} is not in a prefix"
+    );
+    assert!(node.settle(3, 20).is_some());
+    assert_eq!(node.ds.stats(node.now).free_prefixes, 1);
+    assert!(
+        node.ec2().violations.is_empty(),
+        "{:?}",
+        node.ec2().violations
+    );
+}
+
+#[test]
+fn fallback_meets_warm_ip_target_with_addresses_and_gives_back_the_surplus() {
+    let mut node = Node::new(
+        AddressMode::PrefixIpv4,
+        PoolConfig {
+            warm_ip_target: Some(5),
+            max_pods: 110,
+            ..PoolConfig::default()
+        },
+        M5_LARGE,
+    );
+    node.ec2().no_free_prefix = true;
+    node.tick();
+    let grow = node.tick();
+    assert!(
+        matches!(grow[0].kind, ActionKind::AssignAddresses { count: 5, .. }),
+        "WARM_IP_TARGET=5 asks 5 addresses, not a /28: {grow:?}"
+    );
+    assert!(node.settle(3, 10).is_some());
+    assert_eq!(node.shape(), (5, 1, 5));
+    for p in 1..=8 {
+        node.add_pod(p);
+        assert!(node.settle(2, 10).is_some());
+    }
+    assert_eq!(node.shape(), (13, 2, 5), "8 pods + 5 free over two ENIs");
+    // The pods leave; once their addresses are cool the surplus /32s go (the subnet still has no
+    // /28, so the fallback still counts /32s).
+    for p in 1..=8 {
+        let _ = node.ds.unassign(&key(p), node.now);
+    }
+    node.advance(Duration::from_secs(31));
+    let mut released = 0;
+    for _ in 0..8 {
+        for a in node.tick() {
+            if let ActionKind::UnassignAddresses { addresses, .. } = a.kind {
+                released += addresses.len();
+            }
+        }
+    }
+    assert!(node.pool.prefix_fallback_growing(node.now));
+    assert_eq!(released, 8);
+    assert_eq!(node.shape().2, 5, "5 free, as WARM_IP_TARGET wants");
+    assert!(
+        node.ec2().violations.is_empty(),
+        "{:?}",
+        node.ec2().violations
+    );
+}
+
+#[test]
+fn with_every_slot_holding_a_32_one_free_32_makes_room_for_the_next_prefix_try() {
+    // One ENI of 4 secondary slots: the fallback fills them all.
+    let limits = InstanceLimits::simple("synthetic", 1, 5);
+    let mut node = Node::new(
+        AddressMode::PrefixIpv4,
+        PoolConfig {
+            warm_prefix_target: 1,
+            max_pods: 110,
+            ..PoolConfig::default()
+        },
+        limits,
+    );
+    node.ec2().no_free_prefix = true;
+    assert!(node.settle(3, 10).is_some());
+    assert_eq!(ec2_shape(&node), vec![(4, 0)]);
+    let pod = node.add_pod(1);
+    node.ec2().no_free_prefix = false;
+    node.advance(Duration::from_secs(120));
+    let room = node.tick();
+    assert!(
+        matches!(&room[..], [a] if matches!(&a.kind, ActionKind::UnassignAddresses { addresses, .. } if addresses.len() == 1)),
+        "{room:?}"
+    );
+    let try_prefix = node.tick();
+    assert!(
+        matches!(
+            try_prefix[0].kind,
+            ActionKind::AssignPrefixes { count: 1, .. }
+        ),
+        "{try_prefix:?}"
+    );
+    assert!(!node.pool.prefix_fallback());
+    assert!(node.settle(3, 20).is_some());
+    assert_eq!(
+        ec2_shape(&node),
+        vec![(1, 1)],
+        "the pod's /32 and one /28; the free /32s went"
+    );
+    assert_eq!(node.ds.lookup(&key(1)).map(|x| x.address), Some(pod));
+    assert!(
+        node.ec2().violations.is_empty(),
+        "{:?}",
+        node.ec2().violations
+    );
+}
+
+#[test]
+fn insufficient_cidr_blocks_outside_prefix_mode_pauses_growth_like_any_capacity_error() {
+    let mut node = m4(PoolConfig::default());
+    let first = node.tick_with(Some(Failure::NoFreePrefix));
+    assert_eq!(first.len(), 1);
+    assert!(!node.pool.prefix_fallback());
+    assert!(node.pool.capacity_paused(node.now));
+    for _ in 0..20 {
+        assert!(node.tick().is_empty(), "growth is paused");
+    }
+}
+
+#[test]
+fn no_free_addresses_at_all_still_pauses_growth_in_prefix_mode() {
+    let mut node = pd_warm_prefix_1();
+    node.ec2().no_free_prefix = true;
+    node.tick();
+    // The subnet is full: the /32 growth fails with InsufficientFreeAddressesInSubnet.
+    let a = node.tick_with(Some(Failure::InsufficientCapacity));
+    assert!(
+        matches!(a[0].kind, ActionKind::AssignAddresses { .. }),
+        "{a:?}"
+    );
+    assert!(node.pool.capacity_paused(node.now));
+    for _ in 0..20 {
+        assert!(node.tick().is_empty(), "growth is paused");
+    }
+}

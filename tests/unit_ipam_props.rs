@@ -1,5 +1,6 @@
 //! Property tests: random sequences of pod ADD/DEL, time passing and planner ticks whose EC2 calls
-//! succeed or fail, on small random instance limits and warm-pool settings, checked against a
+//! succeed or fail (and a subnet that at times has no free /28, where prefix mode falls back to
+//! /32s), on small random instance limits and warm-pool settings, checked against a
 //! reference model kept by the test (which address each pod holds, when each address was released).
 //!
 //! Properties:
@@ -7,7 +8,7 @@
 //!   address; "no free address" is only reported when the model agrees; nothing assigned or cooling
 //!   is ever released (unassign or ENI free); the primary ENI and ENIs younger than 60 s are never
 //!   freed; EC2 never sees a request beyond the instance limits (ENIs, addresses per ENI); the
-//!   planner never asks for blocks past max pods (rounded up to a /28 in prefix mode); the
+//!   planner never asks for blocks past max pods (rounded up to a /28 for prefixes); the
 //!   datastore never holds a block EC2 does not have on that ENI.
 //! - `convergence`: after the random phase, once EC2 succeeds, the pool is stable (no action for
 //!   70 s after the last change, reconcile included) within 150 ticks, and the stable state meets
@@ -62,6 +63,8 @@ enum Op {
     Advance(u16),
     Tick(Ec2),
     Reconcile,
+    /// The subnet has no free /28 (prefix requests fail with InsufficientCidrBlocks) or has again.
+    NoFreePrefix(bool),
 }
 
 #[derive(Clone, Debug)]
@@ -80,6 +83,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u16..45).prop_map(Op::Advance),
         5 => prop_oneof![6 => Just(Ec2::Ok), 1 => Just(Ec2::Capacity), 1 => Just(Ec2::Other)].prop_map(Op::Tick),
         1 => Just(Op::Reconcile),
+        1 => any::<bool>().prop_map(Op::NoFreePrefix),
     ]
 }
 
@@ -263,7 +267,11 @@ fn check_action(node: &Node, a: &Action, m: &Model) -> Result<(), String> {
                     "planned {count} more on {eni} holding {have} of {slots}"
                 ));
             }
-            growth_within_max_pods(node, *count)
+            growth_within_max_pods(
+                node,
+                *count,
+                matches!(a.kind, ActionKind::AssignPrefixes { .. }),
+            )
         }
         ActionKind::CreateEni {
             addresses,
@@ -276,7 +284,7 @@ fn check_action(node: &Node, a: &Action, m: &Model) -> Result<(), String> {
             if addresses + prefixes > node.limits.secondary_ipv4_per_eni() {
                 return Err(format!("planned an ENI with {addresses}+{prefixes} blocks"));
             }
-            growth_within_max_pods(node, addresses + prefixes)
+            growth_within_max_pods(node, addresses + prefixes, *prefixes > 0)
         }
     }
 }
@@ -284,12 +292,8 @@ fn check_action(node: &Node, a: &Action, m: &Model) -> Result<(), String> {
 /// The planner never asks for blocks that would take the pool past max pods (rounded up to a
 /// whole /28 in prefix mode). Reconcile may still learn of more from EC2 (a failed unassign or ENI
 /// free); the planner must then release that surplus, which `convergence` checks.
-fn growth_within_max_pods(node: &Node, blocks: u32) -> Result<(), String> {
-    let unit = if node.ds.mode() == AddressMode::PrefixIpv4 {
-        16
-    } else {
-        1
-    };
+fn growth_within_max_pods(node: &Node, blocks: u32, prefixes: bool) -> Result<(), String> {
+    let unit = if prefixes { 16 } else { 1 };
     let total = node.ds.stats(node.now).total;
     let max_pods = node.pool.config().max_pods;
     if total + blocks * unit > max_pods.div_ceil(unit) * unit {
@@ -379,6 +383,7 @@ fn apply(node: &mut Node, m: &mut Model, op: &Op) -> Result<(), String> {
         Op::Reconcile => {
             node.reconcile();
         }
+        Op::NoFreePrefix(on) => node.ec2().no_free_prefix = on,
     }
     invariants(node, m)
 }
@@ -461,9 +466,17 @@ struct Counts {
 }
 
 fn counts(node: &Node, m: &Model, skip_eni: Option<&str>, skip_block: Option<&Ipv4Cidr>) -> Counts {
+    // Pods on blocks that no longer serve (the prefix fallback's /32s once it ended) do not count,
+    // as their blocks do not.
+    let serving = |a: &IpAddr| {
+        node.ds.enis().filter(|e| e.serves_pods()).any(|e| {
+            e.ipv4_cidrs()
+                .any(|c| node.ds.in_mode(c) && matches!(a, IpAddr::V4(v) if c.contains(*v)))
+        })
+    };
     let mut k = Counts {
         total: 0,
-        assigned: m.pods.len() as i64,
+        assigned: m.pods.values().filter(|a| serving(a)).count() as i64,
         prefixes: 0,
         free_prefixes: 0,
     };
@@ -519,12 +532,13 @@ fn converged_state_ok(s: &Scenario, node: &Node, m: &Model) -> Result<(), String
     if ref_too_low(s, now.total, now.assigned) && !no_room {
         return Err(format!("stable but too low: {state}"));
     }
-    // 2. No other-mode leftovers remain (none is held or cooling any more).
-    if let Some(e) = node
-        .ds
-        .enis()
-        .find(|e| e.ipv4_cidrs().any(|b| !node.ds.in_mode(b)))
-    {
+    // 2. No other-mode leftovers remain (none is cooling any more; pods keep the prefix
+    //    fallback's /32s until they go).
+    if let Some(e) = node.ds.enis().find(|e| {
+        e.ipv4_cidrs().any(|b| {
+            !node.ds.in_mode(b) && !(0..b.size()).any(|i| m.held(IpAddr::V4(b.nth(i).unwrap())))
+        })
+    }) {
         return Err(format!("leftover of the other mode on {}: {state}", e.id()));
     }
     // 3. Not over: releasing any one free block would not leave the pool short.
@@ -623,7 +637,8 @@ proptest! {
 /// stable and the stable state must meet the targets.
 fn run_convergence(s: &Scenario) -> Result<(), String> {
     let (mut node, m) = run_random_phase(s)?;
-    // Past every cooldown and pause; from now on EC2 succeeds.
+    // Past every cooldown and pause; from now on EC2 succeeds (and /28s are free).
+    node.ec2().no_free_prefix = false;
     node.advance(Duration::from_secs(200));
     let mut calm = 0;
     let mut ticks = 0;

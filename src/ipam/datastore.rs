@@ -10,7 +10,9 @@
 //! - A released address cools down for `ip_cooldown` (IP_COOLDOWN_PERIOD, default 30 s) before reuse;
 //!   "cooling" means `now - released_at <= cooldown`, as upstream.
 //! - In secondary-address mode only /32s serve pods, in prefix mode only prefixes; CIDRs of the other
-//!   mode stay until the planner releases them (see [`crate::ipam::pool`]).
+//!   mode stay until the planner releases them (see [`crate::ipam::pool`]). The one exception is the
+//!   prefix-mode fallback ([`Datastore::set_prefix_fallback`]): while the subnet has no free /28, the
+//!   planner grows with single /32s and they serve pods too, after every prefix address.
 //! - Unmanaged ENIs and ENIs excluded for pods are tracked (they occupy ENI slots) but never serve
 //!   pods and are not counted in [`PoolStats`].
 
@@ -439,6 +441,8 @@ pub struct Datastore {
     by_key: BTreeMap<IpamKey, IpAddr>,
     /// Release time of unassigned addresses still tracked for cooldown.
     released_at: BTreeMap<IpAddr, Instant>,
+    /// Prefix mode: /32s serve pods too (the planner's fallback while no /28 is free).
+    prefix_fallback: bool,
 }
 
 impl Datastore {
@@ -450,6 +454,7 @@ impl Datastore {
             assigned: BTreeMap::new(),
             by_key: BTreeMap::new(),
             released_at: BTreeMap::new(),
+            prefix_fallback: false,
         }
     }
 
@@ -461,6 +466,18 @@ impl Datastore {
     /// Which blocks serve pods.
     pub fn mode(&self) -> AddressMode {
         self.cfg.mode
+    }
+
+    /// Prefix mode only: whether secondary /32s serve pods too, after every address of the prefixes
+    /// (the planner turns this on while the subnet has no free /28 and it grows with single
+    /// addresses, and off once a prefix could be had again). No effect in the other modes.
+    pub fn set_prefix_fallback(&mut self, on: bool) {
+        self.prefix_fallback = on;
+    }
+
+    /// Whether /32s serve pods in prefix mode (see [`Datastore::set_prefix_fallback`]).
+    pub fn prefix_fallback(&self) -> bool {
+        self.prefix_fallback && self.cfg.mode == AddressMode::PrefixIpv4
     }
 
     // ----- ENIs and blocks -------------------------------------------------------------------
@@ -828,17 +845,17 @@ impl Datastore {
     }
 
     fn find_free(&self, now: Instant) -> Option<IpAddr> {
+        if self.prefix_fallback() {
+            // Prefix addresses first, so the fallback /32s drain once prefixes are back.
+            return self
+                .find_free_v4(now, |c| !c.is_host())
+                .or_else(|| self.find_free_v4(now, Ipv4Cidr::is_host));
+        }
         for e in self.enis.iter().filter(|e| e.serves_pods()) {
             match self.cfg.mode {
                 AddressMode::SecondaryIpv4 | AddressMode::PrefixIpv4 => {
-                    for c in e.v4.iter().filter(|c| self.in_mode(c)) {
-                        let mut i = 0;
-                        while let Some(a) = c.nth(i) {
-                            if self.free_here(IpAddr::V4(a), now) {
-                                return Some(IpAddr::V4(a));
-                            }
-                            i += 1;
-                        }
+                    if let Some(a) = self.free_in(e, now, |c| self.in_mode(c)) {
+                        return Some(a);
                     }
                 }
                 AddressMode::Ipv6 => {
@@ -858,11 +875,40 @@ impl Datastore {
         None
     }
 
-    /// Whether an IPv4 block serves pods in the current mode.
+    /// The lowest free address in the blocks `pick` selects, ENIs in device order.
+    fn find_free_v4(&self, now: Instant, pick: impl Fn(&Ipv4Cidr) -> bool) -> Option<IpAddr> {
+        self.enis
+            .iter()
+            .filter(|e| e.serves_pods())
+            .find_map(|e| self.free_in(e, now, &pick))
+    }
+
+    /// The lowest free address of one ENI's IPv4 blocks that `pick` selects.
+    fn free_in(&self, e: &Eni, now: Instant, pick: impl Fn(&Ipv4Cidr) -> bool) -> Option<IpAddr> {
+        for c in e.v4.iter().filter(|c| pick(c)) {
+            let mut i = 0;
+            while let Some(a) = c.nth(i) {
+                if self.free_here(IpAddr::V4(a), now) {
+                    return Some(IpAddr::V4(a));
+                }
+                i += 1;
+            }
+        }
+        None
+    }
+
+    /// Whether an IPv4 block serves pods in the current mode (in prefix mode with the fallback on,
+    /// /32s serve too).
     pub fn in_mode(&self, c: &Ipv4Cidr) -> bool {
+        self.in_mode_as(c, self.prefix_fallback)
+    }
+
+    /// [`Datastore::in_mode`] as if the prefix-mode fallback were `prefix_fallback` (the planner
+    /// judges the pool without the fallback /32s once it may try prefixes again).
+    pub fn in_mode_as(&self, c: &Ipv4Cidr, prefix_fallback: bool) -> bool {
         match self.cfg.mode {
             AddressMode::SecondaryIpv4 => c.is_host(),
-            AddressMode::PrefixIpv4 => !c.is_host(),
+            AddressMode::PrefixIpv4 => !c.is_host() || prefix_fallback,
             AddressMode::Ipv6 => false,
         }
     }
@@ -930,6 +976,11 @@ impl Datastore {
 
     /// Pool counters in the serving mode.
     pub fn stats(&self, now: Instant) -> PoolStats {
+        self.stats_as(now, self.prefix_fallback)
+    }
+
+    /// [`Datastore::stats`] as if the prefix-mode fallback were `prefix_fallback`.
+    pub fn stats_as(&self, now: Instant, prefix_fallback: bool) -> PoolStats {
         let mut s = PoolStats {
             enis: self.enis.len() as u32,
             ..PoolStats::default()
@@ -960,7 +1011,7 @@ impl Datastore {
                                 s.free_prefixes += 1;
                             }
                         }
-                        if self.in_mode(c) {
+                        if self.in_mode_as(c, prefix_fallback) {
                             s.total += c.size() as u32;
                             s.assigned += assigned;
                             s.cooling += self.cooling_in_v4(c, now) as u32;

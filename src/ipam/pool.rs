@@ -17,7 +17,10 @@
 //! as upstream deletes them from its datastore before calling EC2. Deviations from upstream are listed
 //! in docs/ipam.md; the main ones: nothing cooling is ever released, growth is clamped so the total
 //! does not pass max pods (and a free surplus past it, learned from EC2, is released), and choices
-//! are deterministic (lowest device number first when growing, highest first when shrinking).
+//! are deterministic (lowest device number first when growing, highest first when shrinking), and
+//! in prefix mode a subnet without a free /28 (`InsufficientCidrBlocks`) makes the pool grow with
+//! single /32s for the pause instead of failing pods (the prefix fallback, see
+//! [`Failure::NoFreePrefix`]).
 
 #![deny(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
@@ -233,8 +236,13 @@ pub enum Completed {
 /// A failed action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
-    /// `InsufficientCidrBlocks` or `InsufficientFreeAddressesInSubnet`: growth pauses for 120 s.
+    /// `InsufficientFreeAddressesInSubnet` (or another capacity error): growth pauses for 120 s.
     InsufficientCapacity,
+    /// `InsufficientCidrBlocks`: the subnet has no free aligned /28, though it may still have single
+    /// addresses. In prefix mode the pool then grows with /32s for [`CAPACITY_PAUSE`] and tries a
+    /// prefix again after it (upstream pauses growth and pods fail); elsewhere as
+    /// [`Failure::InsufficientCapacity`].
+    NoFreePrefix,
     /// Anything else (throttling, timeouts, …): try again next tick (a multi-address assign asks for 1).
     Other,
 }
@@ -291,7 +299,10 @@ pub struct Assessment {
     /// unassign or ENI free that EC2 still holds) and the limit-exceeded describe path can bring
     /// blocks back that no pod can ever use. Not in upstream.
     pub beyond_max_pods: u32,
-    /// Upstream `isDatastorePoolTooHigh`, or blocks beyond max pods.
+    /// Prefix mode while the fallback counts /32s: free /32s beyond what the targets need (they
+    /// may be released). Not in upstream.
+    pub over_addresses: u32,
+    /// Upstream `isDatastorePoolTooHigh`, or blocks beyond max pods, or `over_addresses > 0`.
     pub too_high: bool,
     /// Upstream `shouldRemoveExtraENIs`.
     pub remove_extra_enis: bool,
@@ -306,6 +317,8 @@ pub struct Pool {
     in_flight: Vec<Action>,
     last_decrease: Option<Instant>,
     last_capacity_error: Option<Instant>,
+    /// Prefix mode: when the last `InsufficientCidrBlocks` came; `Some` while the fallback lasts.
+    no_prefix_since: Option<Instant>,
     last_pool_action: Option<Instant>,
     retry_single: Option<String>,
     recently_freed: BTreeMap<Ipv4Cidr, Instant>,
@@ -322,6 +335,7 @@ impl Pool {
             in_flight: Vec::new(),
             last_decrease: None,
             last_capacity_error: None,
+            no_prefix_since: None,
             last_pool_action: None,
             retry_single: None,
             recently_freed: BTreeMap::new(),
@@ -373,6 +387,37 @@ impl Pool {
             .is_some_and(|t| now.saturating_since(t) <= CAPACITY_PAUSE)
     }
 
+    /// Prefix mode: whether the fallback to single /32s is on (an `InsufficientCidrBlocks` came and
+    /// no prefix has been had since). While it is, /32s serve pods and are not released as
+    /// leftovers of the other mode.
+    pub fn prefix_fallback(&self) -> bool {
+        self.no_prefix_since.is_some()
+    }
+
+    /// Whether the fallback grows the pool with /32s now (within [`CAPACITY_PAUSE`] of the last
+    /// `InsufficientCidrBlocks`); after that the pool is judged by its prefixes alone, and growing
+    /// it tries a prefix again.
+    pub fn prefix_fallback_growing(&self, now: Instant) -> bool {
+        self.no_prefix_since
+            .is_some_and(|t| now.saturating_since(t) <= CAPACITY_PAUSE)
+    }
+
+    /// Whether the planner counts /32s as pool addresses now: outside prefix mode always, in prefix
+    /// mode only while the fallback grows with them.
+    fn counts_addresses(&self, ds: &Datastore, now: Instant) -> bool {
+        ds.mode() != AddressMode::PrefixIpv4 || self.prefix_fallback_growing(now)
+    }
+
+    /// Pool counters as the planner judges them now.
+    fn view_stats(&self, ds: &Datastore, now: Instant) -> PoolStats {
+        ds.stats_as(now, self.counts_addresses(ds, now))
+    }
+
+    /// Whether a block counts in the planner's current view of the pool.
+    fn counted(&self, ds: &Datastore, c: &Ipv4Cidr, now: Instant) -> bool {
+        ds.in_mode_as(c, self.counts_addresses(ds, now))
+    }
+
     /// Whether `cidr` was released by us less than 60 s ago (the reconcile loop must not re-add it
     /// from possibly stale IMDS data).
     pub fn recently_freed(&self, cidr: &Ipv4Cidr, now: Instant) -> bool {
@@ -383,7 +428,7 @@ impl Pool {
 
     /// Reads the pool the way upstream's tick does.
     pub fn assess(&self, ds: &Datastore, now: Instant) -> Assessment {
-        let stats = ds.stats(now);
+        let stats = self.view_stats(ds, now);
         let pd = ds.mode() == AddressMode::PrefixIpv4;
         let ip_targets = self.cfg.ip_targets_defined();
         let (short, over) = if ip_targets {
@@ -401,7 +446,18 @@ impl Pool {
         let too_low = self.too_low(&stats, pd);
         let excess = stats.total.saturating_sub(self.cfg.max_pods);
         let beyond_max_pods = if pd { excess / IPS_PER_PREFIX } else { excess };
+        let over_addresses = if pd && self.prefix_fallback_growing(now) {
+            let surplus = if ip_targets {
+                self.target_state(&stats, false).1
+            } else {
+                available.saturating_sub(IPS_PER_PREFIX.saturating_mul(self.cfg.warm_prefix_target))
+            };
+            surplus.min(self.free_fallback_addresses(ds, now, false))
+        } else {
+            0
+        };
         let too_high = beyond_max_pods > 0
+            || over_addresses > 0
             || if ip_targets {
                 over > 0
             } else if pd {
@@ -418,6 +474,7 @@ impl Pool {
             short,
             over,
             beyond_max_pods,
+            over_addresses,
             too_low,
             too_high,
             remove_extra_enis,
@@ -449,9 +506,9 @@ impl Pool {
     /// on the next tick, forever; we never release into a "too low" state.
     fn too_low_without(&self, ds: &Datastore, now: Instant, gone: &[Ipv4Cidr]) -> bool {
         let pd = ds.mode() == AddressMode::PrefixIpv4;
-        let mut s = ds.stats(now);
+        let mut s = self.view_stats(ds, now);
         for c in gone {
-            if ds.in_mode(c) {
+            if self.counted(ds, c, now) {
                 s.total = s.total.saturating_sub(c.size() as u32);
             }
             if !c.is_host() {
@@ -496,6 +553,16 @@ impl Pool {
         }
         self.recently_freed
             .retain(|_, t| now.saturating_since(*t) < RECONCILE_COOLDOWN);
+        // After the pause the pool is judged by its prefixes alone: if they meet the targets, the
+        // fallback has done its job and ends (its free /32s then go as leftovers, once cool).
+        if ds.mode() == AddressMode::PrefixIpv4
+            && self.prefix_fallback()
+            && !self.prefix_fallback_growing(now)
+            && !self.assess(ds, now).too_low
+        {
+            self.no_prefix_since = None;
+        }
+        self.sync_fallback(ds);
         let mut kinds = self.release_other_mode(ds, now);
         let a = self.assess(ds, now);
         let mut grew = false;
@@ -505,6 +572,19 @@ impl Pool {
             } else if let Some(k) = self.increase(ds, &a, now) {
                 kinds.push(k);
                 grew = true;
+            } else if self.prefix_fallback()
+                && !self.prefix_fallback_growing(now)
+                && !self.capacity_paused(now)
+            {
+                // Past the pause the pool wants a prefix but none fits (no free slot, or max pods
+                // reached counting the /32s): free /32s make room for it; if they cannot (pods
+                // hold them), the fallback grows with /32s for another pause.
+                let room = self.make_room_for_prefix(ds, now);
+                if room.is_empty() {
+                    self.no_prefix_since = Some(now);
+                    self.sync_fallback(ds);
+                }
+                kinds.extend(room);
             }
         } else if a.too_high && !self.decrease_blocked(now) {
             kinds.extend(self.decrease(ds, &a, now));
@@ -558,7 +638,85 @@ impl Pool {
             .is_some_and(|t| now.saturating_since(t) <= DECREASE_INTERVAL)
     }
 
+    /// Tells the datastore whether /32s serve pods (prefix mode, while the fallback lasts).
+    fn sync_fallback(&self, ds: &mut Datastore) {
+        ds.set_prefix_fallback(self.prefix_fallback());
+    }
+
+    /// Free /32s on the ENIs the planner grows (in prefix mode: the fallback's and leftovers),
+    /// cooling ones only if `cooling_too`.
+    fn free_fallback_addresses(&self, ds: &Datastore, now: Instant, cooling_too: bool) -> u32 {
+        ds.enis()
+            .filter(|e| self.allocatable(e))
+            .flat_map(|e| e.ipv4_cidrs())
+            .filter(|c| {
+                c.is_host()
+                    && ds.assigned_in_v4(c) == 0
+                    && (cooling_too || ds.cooling_in_v4(c, now) == 0)
+            })
+            .count() as u32
+    }
+
+    /// Up to `n` free, cool /32s, highest device number and address first, by ENI.
+    fn free_addresses_to_release(
+        &self,
+        ds: &Datastore,
+        now: Instant,
+        mut n: u32,
+    ) -> Vec<(String, Vec<Ipv4Cidr>)> {
+        let mut plan = Vec::new();
+        for e in ds
+            .enis()
+            .filter(|e| self.allocatable(e))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            if n == 0 {
+                break;
+            }
+            let free: Vec<Ipv4Cidr> = e
+                .ipv4_cidrs()
+                .rev()
+                .filter(|c| {
+                    c.is_host() && ds.assigned_in_v4(c) == 0 && ds.cooling_in_v4(c, now) == 0
+                })
+                .take(n as usize)
+                .copied()
+                .collect();
+            if !free.is_empty() {
+                n -= free.len() as u32;
+                plan.push((e.id().into(), free));
+            }
+        }
+        plan
+    }
+
+    /// The fallback is past its pause and the pool wants a prefix, but none can be planned (every
+    /// slot holds a block, or max pods is reached counting the /32s): releases the fewest free,
+    /// cool /32s after which one fits, or nothing if they are not enough.
+    fn make_room_for_prefix(&mut self, ds: &mut Datastore, now: Instant) -> Vec<ActionKind> {
+        let slots = self.limits.secondary_ipv4_per_eni() as usize;
+        let slot_free = self.has_room_for_eni(ds)
+            || ds
+                .enis()
+                .filter(|e| self.allocatable(e))
+                .any(|e| e.ipv4_cidr_count() < slots);
+        let ceiling = self.cfg.max_pods.div_ceil(IPS_PER_PREFIX) * IPS_PER_PREFIX;
+        let for_pods = ds
+            .stats(now)
+            .total
+            .saturating_sub(ceiling.saturating_sub(IPS_PER_PREFIX));
+        let n = for_pods.max(u32::from(!slot_free));
+        if n == 0 || n > self.free_fallback_addresses(ds, now, false) {
+            return Vec::new();
+        }
+        let plan = self.free_addresses_to_release(ds, now, n);
+        self.release(ds, plan, now)
+    }
+
     /// Free, non-cooling blocks of the other mode (left from before a mode switch) are released.
+    /// During the prefix fallback its /32s serve pods (they are in mode) and stay.
     fn release_other_mode(&mut self, ds: &mut Datastore, now: Instant) -> Vec<ActionKind> {
         let mut plan: Vec<(String, Vec<Ipv4Cidr>)> = Vec::new();
         for e in ds.enis().filter(|e| e.serves_pods() && !e.spec().is_trunk) {
@@ -627,8 +785,10 @@ impl Pool {
             return None;
         }
         let pd = ds.mode() == AddressMode::PrefixIpv4;
+        // In prefix mode the fallback grows with /32s during its pause.
+        let prefixes = pd && !self.prefix_fallback_growing(now);
         let slots = self.limits.secondary_ipv4_per_eni();
-        let wanted = if pd {
+        let wanted = if prefixes {
             // Upstream `getPrefixesNeeded`: WARM_IP/MIN_IP shortfall, else WARM_PREFIX shortfall, at least 1.
             let short = if a.ip_targets {
                 a.short
@@ -638,6 +798,17 @@ impl Pool {
                     .saturating_sub(a.stats.free_prefixes)
             };
             short.max(1)
+        } else if pd {
+            // The fallback: the same targets, met with single addresses. WARM_PREFIX_TARGET asks
+            // for that many prefixes' worth of free addresses (16 each).
+            if a.ip_targets {
+                self.target_state(&a.stats, false).0
+            } else {
+                IPS_PER_PREFIX
+                    .saturating_mul(self.cfg.warm_prefix_target)
+                    .saturating_sub(a.stats.available())
+                    .max(1)
+            }
         } else if a.ip_targets {
             a.short
         } else {
@@ -646,12 +817,15 @@ impl Pool {
         if wanted == 0 {
             return None;
         }
-        // Clamp so the pool does not pass max pods (too_low guarantees total < max_pods).
-        let remaining = self.cfg.max_pods.saturating_sub(a.stats.total);
-        let cap_by_pods = if pd {
-            remaining.div_ceil(IPS_PER_PREFIX)
+        // Clamp so the pool does not pass max pods (too_low guarantees total < max_pods): whole
+        // /28s up to max pods rounded up to a /28, counting every address that serves pods (the
+        // fallback's /32s too).
+        let serving = ds.stats(now).total;
+        let cap_by_pods = if prefixes {
+            (self.cfg.max_pods.div_ceil(IPS_PER_PREFIX) * IPS_PER_PREFIX).saturating_sub(serving)
+                / IPS_PER_PREFIX
         } else {
-            remaining
+            self.cfg.max_pods.saturating_sub(serving)
         };
         for e in ds.enis().filter(|e| self.allocatable(e)) {
             let used = e.ipv4_cidr_count() as u32;
@@ -666,7 +840,7 @@ impl Pool {
                 return None;
             }
             let eni = e.id().into();
-            return Some(if pd {
+            return Some(if prefixes {
                 ActionKind::AssignPrefixes { eni, count: n }
             } else {
                 ActionKind::AssignAddresses { eni, count: n }
@@ -679,7 +853,7 @@ impl Pool {
         if n == 0 {
             return None;
         }
-        Some(if pd {
+        Some(if prefixes {
             ActionKind::CreateEni {
                 addresses: 0,
                 prefixes: n,
@@ -731,11 +905,14 @@ impl Pool {
             if over == 0 {
                 break;
             }
+            // `over` counts prefixes in prefix mode: only prefixes go here (fallback /32s below).
             let free: Vec<Ipv4Cidr> = e
                 .ipv4_cidrs()
                 .rev()
                 .filter(|c| {
-                    ds.in_mode(c) && ds.assigned_in_v4(c) == 0 && ds.cooling_in_v4(c, now) == 0
+                    (if pd { !c.is_host() } else { ds.in_mode(c) })
+                        && ds.assigned_in_v4(c) == 0
+                        && ds.cooling_in_v4(c, now) == 0
                 })
                 .take(over as usize)
                 .copied()
@@ -745,6 +922,13 @@ impl Pool {
             }
             over -= free.len() as u32;
             plan.push((e.id().into(), free));
+        }
+        // The fallback's free /32s beyond the targets (cooling ones wait, as above).
+        if pd && a.over_addresses > 0 {
+            let cooling = self.free_fallback_addresses(ds, now, true)
+                - self.free_fallback_addresses(ds, now, false);
+            let n = a.over_addresses.saturating_sub(cooling);
+            plan.extend(self.free_addresses_to_release(ds, now, n));
         }
         // Give back blocks from the end of the plan while releasing all would leave the pool too low.
         loop {
@@ -798,7 +982,7 @@ impl Pool {
             for o in others {
                 for c in o.ipv4_cidrs() {
                     let assigned = ds.assigned_in_v4(c) as u32;
-                    if ds.in_mode(c) {
+                    if self.counted(ds, c, now) {
                         other_total += c.size() as u32;
                         other_free += c.size() as u32 - assigned;
                     }
@@ -814,11 +998,16 @@ impl Pool {
             if min_ip != 0 && other_total < round(min_ip) {
                 continue;
             }
-            if pd
-                && self.cfg.warm_prefix_target != 0
-                && other_free_prefixes < self.cfg.warm_prefix_target
-            {
-                continue;
+            if pd && self.cfg.warm_prefix_target != 0 {
+                // During the fallback's growth, WARM_PREFIX_TARGET counts free addresses.
+                let short = if self.prefix_fallback_growing(now) {
+                    other_free < IPS_PER_PREFIX.saturating_mul(self.cfg.warm_prefix_target)
+                } else {
+                    other_free_prefixes < self.cfg.warm_prefix_target
+                };
+                if short {
+                    continue;
+                }
             }
             let blocks: Vec<Ipv4Cidr> = e.ipv4_cidrs().copied().collect();
             if self.too_low_without(ds, now, &blocks) {
@@ -842,9 +1031,40 @@ impl Pool {
             .position(|a| a.id == outcome.action)
             .ok_or(OutcomeError::UnknownAction(outcome.action))?;
         let action = self.in_flight.remove(pos);
+        let result = self.apply_outcome(ds, action, outcome.result, now);
+        self.sync_fallback(ds);
+        result
+    }
+
+    fn apply_outcome(
+        &mut self,
+        ds: &mut Datastore,
+        action: Action,
+        result: Result<Completed, Failure>,
+        now: Instant,
+    ) -> Result<(), OutcomeError> {
         let id = action.id;
-        match (action.kind, outcome.result) {
-            (_, Err(Failure::InsufficientCapacity)) => {
+        let asked_prefixes = matches!(
+            action.kind,
+            ActionKind::AssignPrefixes { .. } | ActionKind::CreateEni { prefixes: 1.., .. }
+        );
+        if let Ok(Completed::EniAttached { prefixes, .. } | Completed::Assigned { prefixes, .. }) =
+            &result
+        {
+            if !prefixes.is_empty() {
+                // A prefix could be had: the fallback ends.
+                self.no_prefix_since = None;
+            }
+        }
+        match (action.kind, result) {
+            (_, Err(Failure::NoFreePrefix))
+                if asked_prefixes && ds.mode() == AddressMode::PrefixIpv4 =>
+            {
+                // No /28 free in the subnet: grow with /32s for the pause (no growth pause).
+                self.no_prefix_since = Some(now);
+                Ok(())
+            }
+            (_, Err(Failure::InsufficientCapacity | Failure::NoFreePrefix)) => {
                 self.last_capacity_error = Some(now);
                 Ok(())
             }

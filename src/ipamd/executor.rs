@@ -485,14 +485,23 @@ impl Fail {
     }
 }
 
+/// How the planner should take an EC2 error: `InsufficientCidrBlocks` (no free /28 in the subnet,
+/// single addresses may remain) apart from the other capacity errors, as the prefix fallback
+/// depends on it.
+pub fn failure_of(e: &Ec2Error) -> Failure {
+    if e.code() == Some("InsufficientCidrBlocks") {
+        Failure::NoFreePrefix
+    } else if e.is_capacity() {
+        Failure::InsufficientCapacity
+    } else {
+        Failure::Other
+    }
+}
+
 impl From<Ec2Error> for Fail {
     fn from(e: Ec2Error) -> Fail {
         Fail {
-            failure: if e.is_capacity() {
-                Failure::InsufficientCapacity
-            } else {
-                Failure::Other
-            },
+            failure: failure_of(&e),
             message: e.to_string(),
             leaked_eni: None,
         }

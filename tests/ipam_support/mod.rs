@@ -56,6 +56,11 @@ pub struct FakeState {
     pub attach_refused: usize,
     /// While set, every call fails this way without changing anything.
     pub fail: Option<Failure>,
+    /// While set, requests for /28 prefixes (CreateNetworkInterface, AssignPrivateIpAddresses)
+    /// fail with InsufficientCidrBlocks, as in a fragmented subnet; single addresses still work.
+    pub no_free_prefix: bool,
+    /// Prefix requests refused with InsufficientCidrBlocks.
+    pub cidr_blocks_refused: usize,
 }
 
 impl FakeState {
@@ -137,6 +142,10 @@ fn error(action: &'static str, f: Failure) -> Ec2Error {
                 code: "InsufficientFreeAddressesInSubnet".into(),
                 message: "no free addresses".into(),
             },
+            Failure::NoFreePrefix => Ec2ErrorKind::Capacity {
+                code: "InsufficientCidrBlocks".into(),
+                message: "no free /28 in the subnet".into(),
+            },
             Failure::Other => Ec2ErrorKind::Throttled {
                 code: "RequestLimitExceeded".into(),
             },
@@ -183,6 +192,8 @@ impl FakeEc2 {
                 limit_exceeded: 0,
                 attach_refused: 0,
                 fail: None,
+                no_free_prefix: false,
+                cidr_blocks_refused: 0,
             }),
         }
     }
@@ -250,6 +261,10 @@ impl Ec2 for FakeEc2 {
                 (0, 0)
             }
         };
+        if prefixes > 0 && s.no_free_prefix {
+            s.cidr_blocks_refused += 1;
+            return Err(error("CreateNetworkInterface", Failure::NoFreePrefix));
+        }
         if (addresses as usize + prefixes as usize) > s.slots()
             || (addresses == 0) == (prefixes == 0)
         {
@@ -343,6 +358,10 @@ impl Ec2 for FakeEc2 {
         };
         if count == 0 {
             s.violations.push(format!("assign 0 to {eni}"));
+        }
+        if prefix && s.no_free_prefix {
+            s.cidr_blocks_refused += 1;
+            return Err(error("AssignPrivateIpAddresses", Failure::NoFreePrefix));
         }
         if have + count as usize > s.slots() {
             // Happens after an unassign that failed: gone from the datastore, still on the ENI.
