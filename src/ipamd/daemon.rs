@@ -624,8 +624,16 @@ impl Daemon {
                     .entry(action_name(&a.kind))
                     .or_insert(0) += 1;
             }
+            let fallback_before = pool.prefix_fallback();
             if let Err(e) = pool.record_outcome(ds, done.outcome, now) {
                 warn!("{e}");
+            }
+            match (fallback_before, pool.prefix_fallback()) {
+                (false, true) => warn!(
+                    "no free /28 in the subnet (InsufficientCidrBlocks): growing with single addresses until prefixes are free again"
+                ),
+                (true, false) => info!("a /28 prefix was assigned again: single-address fallback ended"),
+                _ => {}
             }
         }
         for eni in removed_enis {
