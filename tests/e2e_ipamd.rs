@@ -19,34 +19,10 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use ipamd_node::{ec2, enis_of, Ipamd, Pod};
+use ipamd_node::{add_pods, ec2, enis_of, eventually, shape, wait_shape_by, Ipamd, Pod};
 use serde_json::Value;
 use vpc_cni::aws::ec2::NetworkInterface;
 use vpcsim::VpcSim;
-
-/// Secondary addresses and prefixes per ENI, by device index.
-fn shape(enis: &[NetworkInterface]) -> Vec<(usize, usize)> {
-    enis.iter()
-        .map(|n| {
-            (
-                n.private_ips.iter().filter(|p| !p.primary).count(),
-                n.ipv4_prefixes.len(),
-            )
-        })
-        .collect()
-}
-
-/// Waits until `f` holds (polling), or panics with `what` and the ipamd log.
-fn eventually(d: &Ipamd, budget: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let began = Instant::now();
-    while began.elapsed() < budget {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("{what}: not within {budget:?}\n{}", d.log());
-}
 
 /// Which ENI (device index) holds `ip` in EC2.
 fn device_of(enis: &[NetworkInterface], ip: Ipv4Addr) -> Option<u32> {
@@ -82,20 +58,15 @@ fn two_nodes_forty_pods_reach_each_other_and_the_internet() {
         "20 pods on an m5.large need a secondary ENI: {:?}",
         shape(&enis_a)
     );
+    let enis_b = enis_of(&client, &n2.instance_id);
     for p in pods_a.iter().chain(&pods_b) {
+        let on_node = if p.name.starts_with('a') {
+            &enis_a
+        } else {
+            &enis_b
+        };
         assert!(
-            device_of(
-                &enis_of(
-                    &client,
-                    if p.name.starts_with('a') {
-                        &n1.instance_id
-                    } else {
-                        &n2.instance_id
-                    }
-                ),
-                p.ip
-            )
-            .is_some(),
+            device_of(on_node, p.ip).is_some(),
             "{} ({}) holds an address EC2 assigned to its node",
             p.name,
             p.ip
@@ -295,49 +266,6 @@ fn sigterm_flushes_the_checkpoint_and_keeps_every_eni() {
     });
 }
 
-/// Adds `n` pods, retrying an ADD refused while the pool grows (as the kubelet retries).
-fn add_pods(d: &mut Ipamd, prefix: &str, n: usize) -> Vec<Pod> {
-    (0..n)
-        .map(|i| {
-            let name = format!("{prefix}{i}");
-            let began = Instant::now();
-            loop {
-                match d.try_add_pod(&name) {
-                    Ok(p) => break p,
-                    Err(e) if began.elapsed() < Duration::from_secs(30) => {
-                        let _ = e;
-                        std::thread::sleep(Duration::from_millis(300));
-                    }
-                    Err(e) => panic!("ADD {name}: {e}\n{}", d.log()),
-                }
-            }
-        })
-        .collect()
-}
-
-/// Waits until the node's ENIs in EC2 have this shape (secondary addresses, prefixes per ENI).
-fn wait_shape(
-    sim: &VpcSim,
-    d: &Ipamd,
-    budget: Duration,
-    want: &[(usize, usize)],
-) -> Vec<(usize, usize)> {
-    let client = ec2(sim);
-    let mut last = vec![];
-    let began = Instant::now();
-    while began.elapsed() < budget {
-        last = shape(&enis_of(&client, &d.node.instance_id));
-        if last == want {
-            return last;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    panic!(
-        "EC2 shape {last:?}, expected {want:?} within {budget:?}\n{}",
-        d.log()
-    );
-}
-
 /// One warm mode on an m5.large: the EC2 state with no pods, with `pods` pods, and after they
 /// are gone again (ENIs are freed only after a minute, releases at most every 30 s).
 fn warm_mode(
@@ -469,4 +397,10 @@ fn a_corrupt_checkpoint_forgets_no_live_pod() {
     for p in live.into_iter().chain(fresh) {
         d.del_pod(p);
     }
+}
+
+/// Waits until the node's ENIs in EC2 have this shape.
+fn wait_shape(sim: &VpcSim, d: &Ipamd, budget: Duration, want: &[(usize, usize)]) {
+    let client = ec2(sim);
+    wait_shape_by(d, budget, want, || enis_of(&client, &d.node.instance_id))
 }

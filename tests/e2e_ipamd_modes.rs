@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ipamd_node::{ec2_test_user, Ipamd, Pod};
+use ipamd_node::{ec2_test_user, eventually, shape, wait_shape_by, Ipamd, Pod};
 use serde_json::Value;
 use vpc_cni::aws::ec2::{
     Addresses, AssignIpv4, AssignPrivateIpAddresses, AttachNetworkInterface,
@@ -50,50 +50,9 @@ fn enis(ec2: &Ec2Client, instance_id: &str) -> Vec<NetworkInterface> {
     panic!("DescribeNetworkInterfaces kept failing: {last}");
 }
 
-/// Secondary addresses and prefixes per ENI, by device index.
-fn shape(enis: &[NetworkInterface]) -> Vec<(usize, usize)> {
-    enis.iter()
-        .map(|n| {
-            (
-                n.private_ips.iter().filter(|p| !p.primary).count(),
-                n.ipv4_prefixes.len(),
-            )
-        })
-        .collect()
-}
-
 /// Every address (primary and secondary) of an ENI.
 fn addresses(n: &NetworkInterface) -> BTreeSet<Ipv4Addr> {
     n.private_ips.iter().map(|p| p.address).collect()
-}
-
-/// Waits until the node's ENIs in EC2 have this shape.
-fn wait_shape(ec2: &Ec2Client, d: &Ipamd, budget: Duration, want: &[(usize, usize)]) {
-    let began = Instant::now();
-    let mut last = vec![];
-    while began.elapsed() < budget {
-        last = shape(&enis(ec2, &d.node.instance_id));
-        if last == want {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    panic!(
-        "EC2 shape {last:?}, expected {want:?} within {budget:?}\n{}",
-        d.log()
-    );
-}
-
-/// Waits until `f` holds (polling), or panics with `what` and the ipamd log.
-fn eventually(d: &Ipamd, budget: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let began = Instant::now();
-    while began.elapsed() < budget {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("{what}: not within {budget:?}\n{}", d.log());
 }
 
 /// The EC2 calls not signed with the test user's key: ipamd's.
@@ -826,4 +785,9 @@ fn cluster_name_and_additional_eni_tags_are_on_the_enis_ipamd_creates() {
     );
     // The primary ENI is not ipamd's: none of its tags were added there.
     assert_eq!(all[0].tag("team"), None);
+}
+
+/// Waits until the node's ENIs in EC2 (read as the test user) have this shape.
+fn wait_shape(ec2: &Ec2Client, d: &Ipamd, budget: Duration, want: &[(usize, usize)]) {
+    wait_shape_by(d, budget, want, || enis(ec2, &d.node.instance_id))
 }

@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use ipamd_node::{ec2, enis_of, Ipamd, Pod};
+use ipamd_node::{add_pods, ec2, enis_of, wait_shape_by, Ipamd};
 use serde_json::{json, Value};
 use vpc_cni::aws::ec2::{
     Addresses, AssignIpv4, AssignPrivateIpAddresses, CreateNetworkInterface, Ec2, NetworkInterface,
@@ -31,55 +31,6 @@ use vpcsim::{StartOptions, VpcSim};
 
 /// The node's subnet: 16 aligned /28s, of which the first and last hold AWS's reserved addresses.
 const SUBNET: &str = "10.0.64.0/24";
-
-/// (secondary /32s, prefixes) per ENI of the node, by device index.
-fn shape(enis: &[NetworkInterface]) -> Vec<(usize, usize)> {
-    enis.iter()
-        .map(|n| {
-            (
-                n.private_ips.iter().filter(|p| !p.primary).count(),
-                n.ipv4_prefixes.len(),
-            )
-        })
-        .collect()
-}
-
-/// Waits until the node's ENIs in EC2 have this shape; panics with the last one and the log.
-fn wait_shape(sim: &VpcSim, d: &Ipamd, budget: Duration, want: &[(usize, usize)]) {
-    let client = ec2(sim);
-    let mut last = vec![];
-    let began = Instant::now();
-    while began.elapsed() < budget {
-        last = shape(&enis_of(&client, &d.node.instance_id));
-        if last == want {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    panic!(
-        "EC2 shape {last:?}, expected {want:?} within {budget:?}\n{}",
-        d.log()
-    );
-}
-
-/// Adds `n` pods, retrying an ADD refused while the pool grows (as the kubelet retries).
-fn add_pods(d: &mut Ipamd, prefix: &str, n: usize) -> Vec<Pod> {
-    (0..n)
-        .map(|i| {
-            let name = format!("{prefix}{i}");
-            let began = Instant::now();
-            loop {
-                match d.try_add_pod(&name) {
-                    Ok(p) => break p,
-                    Err(_) if began.elapsed() < Duration::from_secs(30) => {
-                        std::thread::sleep(Duration::from_millis(300));
-                    }
-                    Err(e) => panic!("ADD {name}: {e}\n{}", d.log()),
-                }
-            }
-        })
-        .collect()
-}
 
 /// Whether EC2 holds `ip` as a secondary address (not inside a prefix) of one of the ENIs.
 fn is_single_address(enis: &[NetworkInterface], ip: Ipv4Addr) -> bool {
@@ -248,4 +199,10 @@ fn fragmented_subnet_with_prefix_delegation_pods_still_get_addresses() {
     }
     assert!(d.checkpoint_allocations().is_empty());
     let _ = client.delete_network_interface(&frag.id);
+}
+
+/// Waits until the node's ENIs in EC2 have this shape.
+fn wait_shape(sim: &VpcSim, d: &Ipamd, budget: Duration, want: &[(usize, usize)]) {
+    let client = ec2(sim);
+    wait_shape_by(d, budget, want, || enis_of(&client, &d.node.instance_id))
 }

@@ -35,7 +35,7 @@ fn eni(d: u32, ip: [u8; 4], subnet: &str) -> EniWiring {
         mac: mac(0x10 + d as u8),
         primary_ip: Ipv4Addr::from(ip),
         subnet: cidr(subnet),
-        route_table: route_table_id(d, 0),
+        route_table: route_table_id(0, d),
     }
 }
 

@@ -12,7 +12,7 @@
 //! requests are answered from the datastore while EC2 is slow.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as StdInstant};
@@ -995,11 +995,6 @@ pub fn recover_from_node(
         report.stale.len()
     );
     store.save(&ds.to_checkpoint()).map_err(|e| e.to_string())
-}
-
-/// Whether an address is one of the node's pod addresses (for tests and status).
-pub fn is_pod_address(st: &NodeState, ip: IpAddr) -> bool {
-    st.ds.is_assigned(ip)
 }
 
 /// Everything the process does as ipamd, from configuration to exit code.

@@ -41,9 +41,6 @@ pub const READYZ: &str = "/readyz";
 /// Metrics path.
 pub const METRICS: &str = "/metrics";
 
-/// Upstream's default connection mark (`AWS_VPC_K8S_CNI_CONNMARK`).
-pub const CONNMARK: u32 = 0x80;
-
 /// Whether the daemon is ready and, if not, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readiness {

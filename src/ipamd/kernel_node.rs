@@ -43,7 +43,7 @@ pub fn eni_wiring(e: &EniSpec) -> Result<EniWiring, String> {
         mac: e.mac.ok_or_else(|| missing("MAC"))?,
         primary_ip: e.primary_ipv4.ok_or_else(|| missing("primary address"))?,
         subnet: e.subnet_ipv4_cidr.ok_or_else(|| missing("subnet CIDR"))?,
-        route_table: node_plan::route_table_id(e.device_number, e.network_card),
+        route_table: crate::ipam::datastore::route_table_id(e.network_card, e.device_number),
     })
 }
 

@@ -407,17 +407,6 @@ impl AddressService {
     }
 }
 
-/// A checkpoint sink that keeps nothing: for nodes where the datastore is rebuilt on every start
-/// (tests of the protocol only).
-#[derive(Debug, Default)]
-pub struct NoCheckpoint;
-
-impl CheckpointSink for NoCheckpoint {
-    fn save(&self, _: &CheckpointData) -> Result<(), String> {
-        Ok(())
-    }
-}
-
 /// Convenience for callers that want one of these over a fresh state.
 pub fn shared(ds: Datastore, pool: Pool) -> Arc<Mutex<NodeState>> {
     Arc::new(Mutex::new(NodeState {

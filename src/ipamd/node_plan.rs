@@ -39,7 +39,8 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::{IpAddr, Ipv4Addr};
 
-use crate::config::{Config, RandomizeSnat};
+use crate::config::Config;
+pub use crate::ipam::datastore::route_table_id;
 use crate::net::VethPrefix;
 use crate::net::{IpNet, Ipv4Cidr, MacAddr};
 use crate::nft::{Randomize, SnatConfig};
@@ -52,20 +53,8 @@ pub const EXTERNAL_SERVICE_RULE_PRIORITY: u32 = 1535;
 pub const ENI_PRIMARY_IP_RULE_PRIORITY: u32 = 32765;
 /// The main routing table.
 pub const MAIN_TABLE: u32 = 254;
-/// The connmark / fwmark bit (`AWS_VPC_K8S_CNI_CONNMARK` default).
-pub const CONNMARK: u32 = crate::nft::CONNMARK;
 /// `rp_filter` loose mode.
 pub const RP_FILTER_LOOSE: u8 = 2;
-
-/// Route table of an ENI: `device_number + 1` on network card 0, `10000 + device_number + 100 *
-/// card` on other cards (upstream `CalculateRouteTableId`, aligned with amazon-ec2-net-utils).
-pub fn route_table_id(device_number: u32, network_card: u32) -> u32 {
-    if network_card == 0 {
-        device_number + 1
-    } else {
-        10000 + device_number + 100 * network_card
-    }
-}
 
 /// The VPC router of a subnet: its base address + 1.
 pub fn ipv4_gateway(subnet: Ipv4Cidr) -> Ipv4Addr {
@@ -161,11 +150,7 @@ impl NodeSettings {
             eni_mtu: u32::from(c.eni_mtu),
             node_port_support: c.node_port_support,
             external_snat: c.external_snat,
-            randomize_snat: match c.randomize_snat {
-                RandomizeSnat::Prng => Randomize::Prng,
-                RandomizeSnat::HashRandom => Randomize::HashRandom,
-                RandomizeSnat::None => Randomize::None,
-            },
+            randomize_snat: c.randomize_snat,
             exclude_snat_cidrs: v4_only(&c.exclude_snat_cidrs),
             external_service_cidrs: v4_only(&c.external_service_cidrs),
             veth_prefix: c.veth_prefix.clone(),
@@ -669,7 +654,7 @@ mod tests {
             mac: mac(d as u8 + 0x10),
             primary_ip: Ipv4Addr::from(ip),
             subnet: cidr(subnet),
-            route_table: route_table_id(d, 0),
+            route_table: route_table_id(0, d),
         }
     }
 
@@ -691,10 +676,10 @@ mod tests {
 
     #[test]
     fn tables_follow_device_and_card() {
-        assert_eq!(route_table_id(1, 0), 2);
-        assert_eq!(route_table_id(7, 0), 8);
-        assert_eq!(route_table_id(0, 1), 10100);
-        assert_eq!(route_table_id(2, 3), 10302);
+        assert_eq!(route_table_id(0, 1), 2);
+        assert_eq!(route_table_id(0, 7), 8);
+        assert_eq!(route_table_id(1, 0), 10100);
+        assert_eq!(route_table_id(3, 2), 10302);
     }
 
     #[test]
@@ -985,7 +970,7 @@ mod tests {
                             mac: MacAddr([2, 0, 0, 0, card as u8, d as u8]),
                             primary_ip: ip,
                             subnet,
-                            route_table: route_table_id(d, if card == 1 { 0 } else { card }),
+                            route_table: route_table_id(if card == 1 { 0 } else { card }, d),
                         }
                     })
                     .collect()

@@ -83,16 +83,8 @@ const NF_INET_PRE_ROUTING: u32 = 0;
 const NF_INET_POST_ROUTING: u32 = 4;
 const NF_ACCEPT: u32 = 1;
 
-/// How SNAT picks source ports (`AWS_VPC_K8S_CNI_RANDOMIZESNAT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Randomize {
-    /// `prng` (default): `fully-random` (iptables `--random-fully`).
-    Prng,
-    /// `hashrandom`: `random` (iptables `--random`).
-    HashRandom,
-    /// `none`: neither.
-    None,
-}
+/// How SNAT picks source ports (`AWS_VPC_K8S_CNI_RANDOMIZESNAT`): the configuration's type.
+pub use crate::config::RandomizeSnat as Randomize;
 
 impl std::str::FromStr for Randomize {
     type Err = String;

@@ -410,3 +410,68 @@ impl Ipamd {
         }
     }
 }
+
+/// Secondary addresses and prefixes per ENI (in the order given, by device index from [`enis_of`]).
+pub fn shape(enis: &[vpc_cni::aws::ec2::NetworkInterface]) -> Vec<(usize, usize)> {
+    enis.iter()
+        .map(|n| {
+            (
+                n.private_ips.iter().filter(|p| !p.primary).count(),
+                n.ipv4_prefixes.len(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the ENIs `read` returns have this [`shape`]; panics with the last one and the log.
+pub fn wait_shape_by(
+    d: &Ipamd,
+    budget: Duration,
+    want: &[(usize, usize)],
+    mut read: impl FnMut() -> Vec<vpc_cni::aws::ec2::NetworkInterface>,
+) {
+    let began = Instant::now();
+    let mut last = vec![];
+    while began.elapsed() < budget {
+        last = shape(&read());
+        if last == want {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!(
+        "EC2 shape {last:?}, expected {want:?} within {budget:?}\n{}",
+        d.log()
+    );
+}
+
+/// Waits until `f` holds (polling), or panics with `what` and the ipamd log.
+pub fn eventually(d: &Ipamd, budget: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let began = Instant::now();
+    while began.elapsed() < budget {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("{what}: not within {budget:?}\n{}", d.log());
+}
+
+/// Adds `n` pods, retrying an ADD refused while the pool grows (as the kubelet retries).
+pub fn add_pods(d: &mut Ipamd, prefix: &str, n: usize) -> Vec<Pod> {
+    (0..n)
+        .map(|i| {
+            let name = format!("{prefix}{i}");
+            let began = Instant::now();
+            loop {
+                match d.try_add_pod(&name) {
+                    Ok(p) => break p,
+                    Err(_) if began.elapsed() < Duration::from_secs(30) => {
+                        std::thread::sleep(Duration::from_millis(300));
+                    }
+                    Err(e) => panic!("ADD {name}: {e}\n{}", d.log()),
+                }
+            }
+        })
+        .collect()
+}
