@@ -9,44 +9,30 @@
 
 #[path = "support/cni_client.rs"]
 mod cni_client;
+#[path = "support/cni_node.rs"]
+mod cni_node;
 #[path = "support/netns.rs"]
 mod netns;
 #[path = "support/seeded_ipamd.rs"]
 mod seeded_ipamd;
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::Duration;
-
 use netns::TestNs;
+use std::io::Write;
+use std::ops::Deref;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use cni_client::Libcni;
+use cni_node::{eventually, ok, ping, pod_ip, CniNode, Pod, NODE_IP};
 use serde_json::{json, Value};
-use vpc_cni::cni::install;
 use vpc_cni::rpc;
 
-const NODE_IP: &str = "10.0.0.10";
 const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
 
 // ---------------------------------------------------------------------------------------------------------------
-// The node: a namespace with an "eth0" holding the node and pod-subnet addresses, a plugin dir, a conflist,
-// and the RPC server.
+// The node (tests/support/cni_node.rs) with our conflist chained to the reference plugins.
 
-fn go_client() -> &'static Path {
-    static CLIENT: OnceLock<PathBuf> = OnceLock::new();
-    // libcni v1.3 (tests/cni-client), built by scripts/build-peers into its cache.
-    CLIENT.get_or_init(cni_client::go_client)
-}
-
-struct Node {
-    ns: TestNs,
-    dir: PathBuf,
-    socket: PathBuf,
-    pool: seeded_ipamd::SeededIpamd,
-    server: Option<rpc::ServerHandle>,
-    conflist: PathBuf,
-}
+struct Node(CniNode);
 
 #[derive(Clone, Copy)]
 struct NodeOpts {
@@ -55,82 +41,43 @@ struct NodeOpts {
     tuning: bool,
 }
 
+impl Deref for Node {
+    type Target = CniNode;
+    fn deref(&self) -> &CniNode {
+        &self.0
+    }
+}
+
 impl Node {
     fn new(tag: &str, opts: NodeOpts) -> Node {
-        let ns = TestNs::new("cni");
-        // No dummy driver on every kernel: a veth pair stands in for the node's ENI.
-        ns.ip(&[
-            "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
-        ]);
-        ns.ip(&["addr", "add", &format!("{NODE_IP}/24"), "dev", "eth0"]);
-        ns.ip(&["addr", "add", "10.0.1.10/24", "dev", "eth0"]);
-        ns.ip(&["link", "set", "eth0", "up"]);
-        ns.ip(&["link", "set", "eth0p", "up"]);
-        let dir = std::env::temp_dir().join(format!("vcni-cni-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("bin")).unwrap();
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vpc-cni"), dir.join("bin/aws-cni")).unwrap();
-        let mut env: BTreeMap<&str, String> = BTreeMap::new();
-        env.insert(
-            "AWS_VPC_K8S_PLUGIN_LOG_FILE",
-            dir.join("plugin.log").display().to_string(),
-        );
-        env.insert("ENABLE_BANDWIDTH_PLUGIN", opts.bandwidth.to_string());
-        env.insert("DISABLE_POD_V6", opts.tuning.to_string());
-        env.insert("POD_MTU", "1500".into());
-        let cfg = install::InstallConfig::from_vars(|k| env.get(k).cloned()).unwrap();
-        let mut list = install::conflist(&cfg);
-        list["cniVersion"] = json!(opts.cni_version);
-        let conflist = dir.join("10-aws.conflist");
-        std::fs::write(&conflist, serde_json::to_vec_pretty(&list).unwrap()).unwrap();
-        let socket = dir.join("ipamd.sock");
-        let pool = seeded_ipamd::SeededIpamd::new(&dir.join("ipam.json"));
-        let server = rpc::Server::bind(&socket)
-            .unwrap()
-            .spawn(pool.service.clone(), Duration::from_secs(5))
-            .unwrap();
-        Node {
-            ns,
-            dir,
-            socket,
-            pool,
-            server: Some(server),
-            conflist,
-        }
+        let bandwidth = opts.bandwidth.to_string();
+        let tuning = opts.tuning.to_string();
+        Node(CniNode::new(
+            "cni",
+            tag,
+            &[
+                ("ENABLE_BANDWIDTH_PLUGIN", &bandwidth),
+                ("DISABLE_POD_V6", &tuning),
+            ],
+            "10-aws.conflist",
+            |list| list["cniVersion"] = json!(opts.cni_version),
+        ))
     }
 
     fn stop_ipamd(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown();
-        }
+        self.0.stop_ipamd();
     }
 
-    fn client(&self) -> CniClient {
+    fn client(&self) -> Libcni {
         self.client_with(&self.conflist, &self.dir.join("bin"))
     }
 
-    fn client_with(&self, conflist: &Path, bin_dir: &Path) -> CniClient {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns.name])
-            .arg(go_client())
-            .arg("-conflist")
-            .arg(conflist)
-            .arg("-path")
-            .arg(format!("{}:{REFERENCE_PLUGINS}", bin_dir.display()))
-            .arg("-cache")
-            .arg(self.dir.join("cache"))
-            .env(rpc::SOCKET_ENV, &self.socket)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        CniClient {
-            child,
-            stdin,
-            stdout,
-        }
+    fn client_with(&self, conflist: &Path, bin_dir: &Path) -> Libcni {
+        self.libcni(
+            conflist,
+            &format!("{}:{REFERENCE_PLUGINS}", bin_dir.display()),
+            "cache",
+        )
     }
 
     /// Runs the aws-cni binary directly (no libcni) in the node namespace; returns (exit success, stdout JSON).
@@ -158,120 +105,21 @@ impl Node {
         (out.status.success(), v)
     }
 
-    /// Links in the node namespace other than lo and the eth0 pair.
+    /// The pods' host-side veths.
     fn extra_links(&self) -> Vec<String> {
-        self.ns
-            .ip(&["-o", "link", "show"])
-            .lines()
-            .filter_map(|l| {
-                l.split(": ")
-                    .nth(1)
-                    .map(|n| n.split('@').next().unwrap_or(n).to_string())
-            })
-            .filter(|n| !matches!(n.as_str(), "lo" | "eth0" | "eth0p"))
-            .collect()
+        self.pod_links()
     }
 
     /// Pod rules (priorities 512 and 1536) in the node namespace.
     fn pod_rules(&self) -> Vec<String> {
-        self.ns
-            .ip(&["rule", "show"])
-            .lines()
-            .filter(|l| l.starts_with("512:") || l.starts_with("1536:"))
-            .map(str::to_string)
-            .collect()
+        self.rules_at(&[512, 1536])
     }
-
-    fn plugin_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("plugin.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.stop_ipamd();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-struct CniClient {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl CniClient {
-    fn call(&mut self, op: &str, pod: &Pod, extra: Value) -> Value {
-        let mut req = json!({
-            "op": op,
-            "containerID": pod.container_id,
-            "netns": pod.ns.path(),
-            "ifname": "eth0",
-            "args": [["IgnoreUnknown", "1"], ["K8S_POD_NAMESPACE", "default"], ["K8S_POD_NAME", pod.name],
-                     ["K8S_POD_INFRA_CONTAINER_ID", pod.container_id]],
-        });
-        if let Value::Object(m) = extra {
-            for (k, v) in m {
-                req[k] = v;
-            }
-        }
-        writeln!(self.stdin, "{req}").unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("client answered {line:?}: {e}"))
-    }
-}
-
-impl Drop for CniClient {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Pod {
-    ns: TestNs,
-    name: String,
-    container_id: String,
 }
 
 fn pod(i: usize) -> Pod {
-    let ns = TestNs::new("cnipod");
-    Pod {
-        container_id: format!("ctr{}x{i}", std::process::id()),
-        name: format!("web-{i}-{}", ns.name.rsplit('-').next().unwrap_or("0")),
-        ns,
-    }
-}
-
-fn ok(answer: &Value, what: &str) -> Value {
-    assert_eq!(answer["ok"], true, "{what}: {answer}");
-    answer["result"].clone()
-}
-
-fn pod_ip(result: &Value) -> String {
-    result["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
-fn ping(from: &TestNs, to: &str) -> bool {
-    from.try_exec("ping", &["-c", "1", "-W", "2", to]).0
-}
-
-/// Polls `cond` for up to 5 s.
-fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    for _ in 0..100 {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+    Pod::new("cnipod", i, |i, ns| {
+        format!("web-{i}-{}", ns.name.rsplit('-').next().unwrap_or("0"))
+    })
 }
 
 fn bandwidth_args() -> Value {

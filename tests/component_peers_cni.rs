@@ -10,118 +10,64 @@
 
 #[path = "support/cni_client.rs"]
 mod cni_client;
+#[path = "support/cni_node.rs"]
+mod cni_node;
 #[path = "support/netns.rs"]
 mod netns;
 #[path = "support/seeded_ipamd.rs"]
 mod seeded_ipamd;
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Duration;
+use std::ops::Deref;
+use std::path::Path;
+use std::process::Command;
 
-use netns::TestNs;
+use cni_client::Libcni;
+use cni_node::{eventually, ok, ping, pod_ip, CniNode, Pod, NODE_IP};
 use serde_json::{json, Value};
-use vpc_cni::cni::install;
 use vpc_cni::rpc;
 
-const NODE_IP: &str = "10.0.0.10";
-
 // ---------------------------------------------------------------------------------------------------------------
-// The node: a namespace with "eth0" holding the node and pod-subnet addresses, a plugin dir with our binary as
-// aws-cni, our conflist at CNI 1.1.0 (aws-cni alone: Debian's reference plugins stop at 1.0.0), the RPC server.
+// The node (tests/support/cni_node.rs) with our conflist at CNI 1.1.0 and aws-cni alone (Debian's reference
+// plugins stop at 1.0.0), under net.d/ for cnitool.
 
-struct Node {
-    ns: TestNs,
-    dir: PathBuf,
-    socket: PathBuf,
-    pool: seeded_ipamd::SeededIpamd,
-    server: Option<rpc::ServerHandle>,
-    conflist: PathBuf,
+struct Node(CniNode);
+
+impl Deref for Node {
+    type Target = CniNode;
+    fn deref(&self) -> &CniNode {
+        &self.0
+    }
 }
 
 impl Node {
     fn new(tag: &str) -> Node {
-        let ns = TestNs::new("peercni");
-        ns.ip(&[
-            "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
-        ]);
-        ns.ip(&["addr", "add", &format!("{NODE_IP}/24"), "dev", "eth0"]);
-        ns.ip(&["addr", "add", "10.0.1.10/24", "dev", "eth0"]);
-        ns.ip(&["link", "set", "eth0", "up"]);
-        ns.ip(&["link", "set", "eth0p", "up"]);
-        let dir = std::env::temp_dir().join(format!("vcni-peercni-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        for sub in ["bin", "net.d", "varlib", "cache"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vpc-cni"), dir.join("bin/aws-cni")).unwrap();
-        let mut env: BTreeMap<&str, String> = BTreeMap::new();
-        env.insert(
-            "AWS_VPC_K8S_PLUGIN_LOG_FILE",
-            dir.join("plugin.log").display().to_string(),
-        );
-        env.insert("POD_MTU", "1500".into());
-        let cfg = install::InstallConfig::from_vars(|k| env.get(k).cloned()).unwrap();
-        let mut list = install::conflist(&cfg);
-        list["cniVersion"] = json!("1.1.0");
-        let plugins: Vec<Value> = list["plugins"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["type"] == "aws-cni")
-            .cloned()
-            .collect();
-        assert_eq!(plugins.len(), 1, "{list}");
-        list["plugins"] = Value::Array(plugins);
-        let conflist = dir.join("net.d/10-aws.conflist");
-        std::fs::write(&conflist, serde_json::to_vec_pretty(&list).unwrap()).unwrap();
-        let socket = dir.join("ipamd.sock");
-        let pool = seeded_ipamd::SeededIpamd::new(&dir.join("ipam.json"));
-        let server = rpc::Server::bind(&socket)
-            .unwrap()
-            .spawn(pool.service.clone(), Duration::from_secs(5))
-            .unwrap();
-        Node {
-            ns,
-            dir,
-            socket,
-            pool,
-            server: Some(server),
-            conflist,
-        }
+        let node = CniNode::new("peercni", tag, &[], "net.d/10-aws.conflist", |list| {
+            list["cniVersion"] = json!("1.1.0");
+            let plugins: Vec<Value> = list["plugins"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["type"] == "aws-cni")
+                .cloned()
+                .collect();
+            assert_eq!(plugins.len(), 1, "{list}");
+            list["plugins"] = Value::Array(plugins);
+        });
+        std::fs::create_dir_all(node.dir.join("varlib")).unwrap();
+        Node(node)
     }
 
     fn stop_ipamd(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown();
-        }
+        self.0.stop_ipamd();
     }
 
     /// A libcni client in the node namespace with its result cache in `cache` (under the node's dir).
-    fn client(&self, cache: &str) -> CniClient {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns.name])
-            .arg(cni_client::go_client())
-            .arg("-conflist")
-            .arg(&self.conflist)
-            .arg("-path")
-            .arg(self.dir.join("bin"))
-            .arg("-cache")
-            .arg(self.dir.join(cache))
-            .env(rpc::SOCKET_ENV, &self.socket)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        CniClient {
-            child,
-            stdin,
-            stdout,
-        }
+    fn client(&self, cache: &str) -> Libcni {
+        self.libcni(
+            &self.conflist,
+            &self.dir.join("bin").display().to_string(),
+            cache,
+        )
     }
 
     /// Runs `cnitool <verb> aws-cni <netns>` in the node namespace. cnitool keeps libcni's result cache in the fixed
@@ -157,109 +103,14 @@ impl Node {
         )
     }
 
-    /// Host-side veths of pods.
-    fn pod_links(&self) -> Vec<String> {
-        self.ns
-            .ip(&["-o", "link", "show"])
-            .lines()
-            .filter_map(|l| {
-                l.split(": ")
-                    .nth(1)
-                    .map(|n| n.split('@').next().unwrap_or(n).to_string())
-            })
-            .filter(|n| !matches!(n.as_str(), "lo" | "eth0" | "eth0p"))
-            .collect()
-    }
-
     /// The to-pod rules (priority 512) in the node namespace.
     fn to_pod_rules(&self) -> Vec<String> {
-        self.ns
-            .ip(&["rule", "show"])
-            .lines()
-            .filter(|l| l.starts_with("512:"))
-            .map(str::to_string)
-            .collect()
+        self.rules_at(&[512])
     }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.stop_ipamd();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-struct CniClient {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl CniClient {
-    fn send(&mut self, req: Value) -> Value {
-        writeln!(self.stdin, "{req}").unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("client answered {line:?}: {e}"))
-    }
-
-    fn call(&mut self, op: &str, pod: &Pod) -> Value {
-        self.send(json!({
-            "op": op,
-            "containerID": pod.container_id,
-            "netns": pod.ns.path(),
-            "ifname": "eth0",
-            "args": [["IgnoreUnknown", "1"], ["K8S_POD_NAMESPACE", "default"], ["K8S_POD_NAME", pod.name],
-                     ["K8S_POD_INFRA_CONTAINER_ID", pod.container_id]],
-        }))
-    }
-}
-
-impl Drop for CniClient {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Pod {
-    ns: TestNs,
-    name: String,
-    container_id: String,
 }
 
 fn pod(i: usize) -> Pod {
-    let ns = TestNs::new("peerpod");
-    Pod {
-        container_id: format!("ctr{}x{i}", std::process::id()),
-        name: format!("web-{i}"),
-        ns,
-    }
-}
-
-fn ok(answer: &Value, what: &str) -> Value {
-    assert_eq!(answer["ok"], true, "{what}: {answer}");
-    answer["result"].clone()
-}
-
-fn pod_ip(result: &Value) -> String {
-    let cidr = result["ips"][0]["address"].as_str().unwrap();
-    cidr.split('/').next().unwrap().to_string()
-}
-
-fn ping(from: &TestNs, to: &str) -> bool {
-    from.try_exec("ping", &["-c", "1", "-W", "2", to]).0
-}
-
-/// Polls `cond` for up to 5 s (the kernel destroys a deleted namespace's veth asynchronously).
-fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    for _ in 0..100 {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+    Pod::new("peerpod", i, |i, _| format!("web-{i}"))
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -269,7 +120,7 @@ fn libcni_1_3_add_check_del_with_a_1_1_0_conflist() {
     let node = Node::new("acd");
     let mut client = node.client("cache");
     let version = ok(
-        &client.send(json!({"op": "version", "plugin": "aws-cni"})),
+        &client.send(&json!({"op": "version", "plugin": "aws-cni"})),
         "VERSION",
     );
     assert!(
@@ -282,13 +133,13 @@ fn libcni_1_3_add_check_del_with_a_1_1_0_conflist() {
     let pods: Vec<Pod> = (0..3).map(pod).collect();
     let mut ips = Vec::new();
     for p in &pods {
-        let result = ok(&client.call("add", p), "ADD");
+        let result = ok(&client.call("add", p, json!({})), "ADD");
         assert_eq!(result["cniVersion"], "1.1.0", "{result}");
         let ip = pod_ip(&result);
         assert!(ping(&p.ns, NODE_IP), "pod {ip} cannot reach the node");
         assert!(ping(&node.ns, &ip), "node cannot reach pod {ip}");
         // CHECK gets the cached result as prevResult from libcni.
-        ok(&client.call("check", p), "CHECK");
+        ok(&client.call("check", p, json!({})), "CHECK");
         ips.push(ip);
     }
     let mut distinct = ips.clone();
@@ -298,16 +149,16 @@ fn libcni_1_3_add_check_del_with_a_1_1_0_conflist() {
     assert_eq!(node.pool.assigned_ids().len(), 3);
     // A broken pod route is found by CHECK through libcni and reported with the plugin's code.
     pods[1].ns.ip(&["route", "del", "default"]);
-    let answer = client.call("check", &pods[1]);
+    let answer = client.call("check", &pods[1], json!({}));
     assert_eq!(answer["ok"], false, "{answer}");
     for p in &pods {
-        ok(&client.call("del", p), "DEL");
+        ok(&client.call("del", p, json!({})), "DEL");
     }
     assert!(node.pool.assigned_ids().is_empty());
     assert_eq!(node.pod_links(), Vec::<String>::new());
     assert_eq!(node.to_pod_rules(), Vec::<String>::new());
     // libcni dropped its cached results: a second DEL (runtimes retry) still succeeds.
-    ok(&client.call("del", &pods[0]), "second DEL");
+    ok(&client.call("del", &pods[0], json!({})), "second DEL");
 }
 
 #[test]
@@ -315,24 +166,24 @@ fn libcni_1_3_status_follows_ipamd() {
     let mut node = Node::new("status");
     let mut client = node.client("cache");
     ok(
-        &client.send(json!({"op": "status"})),
+        &client.send(&json!({"op": "status"})),
         "STATUS while ipamd serves",
     );
     // Every address taken: ipamd says not ready, and STATUS through libcni says so with code 50.
     let pods: Vec<Pod> = (0..32).map(pod).collect();
     for p in &pods {
-        ok(&client.call("add", p), "ADD");
+        ok(&client.call("add", p, json!({})), "ADD");
     }
-    let answer = client.send(json!({"op": "status"}));
+    let answer = client.send(&json!({"op": "status"}));
     assert_eq!(answer["ok"], false, "{answer}");
     assert_eq!(answer["error"]["code"], 50, "{answer}");
-    ok(&client.call("del", &pods[0]), "DEL");
+    ok(&client.call("del", &pods[0], json!({})), "DEL");
     ok(
-        &client.send(json!({"op": "status"})),
+        &client.send(&json!({"op": "status"})),
         "STATUS with a free address",
     );
     node.stop_ipamd();
-    let answer = client.send(json!({"op": "status"}));
+    let answer = client.send(&json!({"op": "status"}));
     assert_eq!(answer["error"]["code"], 50, "ipamd down: {answer}");
 }
 
@@ -343,18 +194,21 @@ fn libcni_1_3_gc_keeps_valid_attachments_and_frees_the_rest() {
     let pods: Vec<Pod> = (0..3).map(pod).collect();
     let ips: Vec<String> = pods
         .iter()
-        .map(|p| pod_ip(&ok(&client.call("add", p), "ADD")))
+        .map(|p| pod_ip(&ok(&client.call("add", p, json!({})), "ADD")))
         .collect();
     // An attachment libcni's cache does not know (made through another cache): only the plugin's GC frees it.
     let orphan = pod(9);
     let mut other = node.client("other-cache");
-    let orphan_ip = pod_ip(&ok(&other.call("add", &orphan), "ADD of the orphan"));
+    let orphan_ip = pod_ip(&ok(
+        &other.call("add", &orphan, json!({})),
+        "ADD of the orphan",
+    ));
     drop(other);
     assert_eq!(node.pool.assigned_ids().len(), 4);
 
     let valid = json!([{"containerID": pods[0].container_id, "ifname": "eth0"}]);
     ok(
-        &client.send(json!({"op": "gc", "validAttachments": valid})),
+        &client.send(&json!({"op": "gc", "validAttachments": valid})),
         "GC",
     );
     // libcni DELs the cached stale ones (pods 1 and 2); our plugin's GC releases the orphan in ipamd and removes

@@ -62,3 +62,95 @@ pub fn go_client() -> PathBuf {
 pub fn cnitool() -> PathBuf {
     peer("cni", "VPC_CNI_PEER_CNITOOL")
 }
+
+/// A running libcni v1.3 client (tests/cni-client): one JSON request per stdin line, one answer per stdout
+/// line (`ok` plus `result` or `error`). The process is killed on drop.
+pub struct Libcni {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Libcni {
+    /// Starts the client inside the network namespace `netns` with `conflist`, the plugin search `path`
+    /// (colon-separated) and its result cache in `cache`; `env` reaches the plugins (e.g. ipamd's socket).
+    pub fn spawn(
+        netns: &str,
+        conflist: &Path,
+        path: &str,
+        cache: &Path,
+        env: &[(&str, &Path)],
+    ) -> Libcni {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns])
+            .arg(go_client())
+            .arg("-conflist")
+            .arg(conflist)
+            .arg("-path")
+            .arg(path)
+            .arg("-cache")
+            .arg(cache)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start the libcni client: {e}"));
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            panic!("the libcni client has no stdin/stdout pipe");
+        };
+        Libcni {
+            child,
+            stdin,
+            stdout: std::io::BufReader::new(stdout),
+        }
+    }
+
+    /// Sends one request and returns the client's answer.
+    pub fn send(&mut self, req: &serde_json::Value) -> serde_json::Value {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "{req}")
+            .and_then(|()| self.stdin.flush())
+            .unwrap_or_else(|e| panic!("write to the libcni client: {e}"));
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .unwrap_or_else(|e| panic!("read from the libcni client: {e}"));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("client answered {line:?}: {e}"))
+    }
+
+    /// One operation (`add`, `check`, `del`, ...) for a pod's sandbox, with Kubernetes' CNI_ARGS; the members of
+    /// `extra` (an object) are merged into the request (e.g. `capabilityArgs`).
+    pub fn pod_op(
+        &mut self,
+        op: &str,
+        container_id: &str,
+        netns: &Path,
+        pod: &str,
+        extra: serde_json::Value,
+    ) -> serde_json::Value {
+        let mut req = serde_json::json!({
+            "op": op,
+            "containerID": container_id,
+            "netns": netns,
+            "ifname": "eth0",
+            "args": [["IgnoreUnknown", "1"], ["K8S_POD_NAMESPACE", "default"], ["K8S_POD_NAME", pod],
+                     ["K8S_POD_INFRA_CONTAINER_ID", container_id]],
+        });
+        if let serde_json::Value::Object(m) = extra {
+            for (k, v) in m {
+                req[k] = v;
+            }
+        }
+        self.send(&req)
+    }
+}
+
+impl Drop for Libcni {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -10,10 +10,9 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -33,14 +32,7 @@ pub struct Ipamd {
     pub dir: TempDir,
     pub env: BTreeMap<String, String>,
     child: Option<Child>,
-    client: Option<CniClient>,
-}
-
-/// A libcni client process (one JSON request per line).
-struct CniClient {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    client: Option<cni_client::Libcni>,
 }
 
 /// A pod networked by our plugin.
@@ -190,53 +182,24 @@ impl Ipamd {
         }
     }
 
-    fn client(&mut self) -> &mut CniClient {
+    fn client(&mut self) -> &mut cni_client::Libcni {
         if self.client.is_none() {
-            let netns = self.netns().to_string();
-            let mut child = Command::new("ip")
-                .args(["netns", "exec", &netns])
-                .arg(cni_client::go_client())
-                .arg("-conflist")
-                .arg(self.dir.0.join("net.d/10-aws.conflist"))
-                .arg("-path")
-                .arg(format!(
-                    "{}:{REFERENCE_PLUGINS}",
-                    self.dir.0.join("bin").display()
-                ))
-                .arg("-cache")
-                .arg(self.dir.0.join("cni-cache"))
-                .env(rpc::SOCKET_ENV, self.socket())
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let stdin = child.stdin.take().unwrap();
-            let stdout = BufReader::new(child.stdout.take().unwrap());
-            self.client = Some(CniClient {
-                child,
-                stdin,
-                stdout,
-            });
+            let path = format!("{}:{REFERENCE_PLUGINS}", self.dir.0.join("bin").display());
+            self.client = Some(cni_client::Libcni::spawn(
+                self.netns(),
+                &self.dir.0.join("net.d/10-aws.conflist"),
+                &path,
+                &self.dir.0.join("cni-cache"),
+                &[(rpc::SOCKET_ENV, &self.socket())],
+            ));
         }
         self.client.as_mut().unwrap()
     }
 
     /// One libcni operation; returns the client's answer (`ok`, `result` or `error`).
     pub fn cni(&mut self, op: &str, container_id: &str, netns: &Path, pod: &str) -> Value {
-        let req = json!({
-            "op": op,
-            "containerID": container_id,
-            "netns": netns,
-            "ifname": "eth0",
-            "args": [["K8S_POD_NAMESPACE", "default"], ["K8S_POD_NAME", pod],
-                     ["K8S_POD_INFRA_CONTAINER_ID", container_id]],
-        });
-        let c = self.client();
-        writeln!(c.stdin, "{req}").unwrap();
-        c.stdin.flush().unwrap();
-        let mut line = String::new();
-        c.stdout.read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("client answer {line:?}: {e}"))
+        self.client()
+            .pod_op(op, container_id, netns, pod, Value::Null)
     }
 
     /// Creates a pod namespace and adds it; panics with the CNI error if ADD fails.
@@ -295,10 +258,8 @@ impl Ipamd {
 
 impl Drop for Ipamd {
     fn drop(&mut self) {
-        if let Some(mut c) = self.client.take() {
-            let _ = c.child.kill();
-            let _ = c.child.wait();
-        }
+        // The client goes first (killed on drop).
+        self.client = None;
         self.kill9();
     }
 }
