@@ -3,6 +3,7 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
+use super::flags::Flags;
 use crate::limits::{self, MaxPodsOptions};
 
 const USAGE: &str = "\
@@ -33,37 +34,16 @@ struct Args {
 
 fn parse(args: &[String]) -> Result<Option<Args>, String> {
     let mut out = Args::default();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = |name: &str| -> Result<String, String> {
-            match inline.clone().or_else(|| it.next().cloned()) {
-                Some(v) if !v.is_empty() => Ok(v),
-                _ => Err(format!("{name} needs a value")),
-            }
-        };
-        match flag {
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag() {
+        match flag.name.as_str() {
             "-h" | "--help" => return Ok(None),
-            "--instance-type" => out.instance_type = Some(value("--instance-type")?),
-            "--max-eni" => {
-                let v = value("--max-eni")?;
-                match v.parse::<u32>() {
-                    Ok(n) if n >= 1 => out.opts.max_eni = Some(n),
-                    _ => return Err(format!("--max-eni {v:?}: expected a whole number >= 1")),
-                }
-            }
-            "--prefix-delegation" | "--custom-networking" | "--show-max-allowed" | "--all"
-                if inline.is_some() =>
-            {
-                return Err(format!("{flag} takes no value"))
-            }
-            "--prefix-delegation" => out.opts.prefix_delegation = true,
-            "--custom-networking" => out.opts.custom_networking = true,
-            "--show-max-allowed" => out.opts.show_max_allowed = true,
-            "--all" => out.all = true,
+            "--instance-type" => out.instance_type = Some(flags.value(&flag)?),
+            "--max-eni" => out.opts.max_eni = Some(flags.whole(&flag, 1)?),
+            "--prefix-delegation" => out.opts.prefix_delegation = flag.switch()?,
+            "--custom-networking" => out.opts.custom_networking = flag.switch()?,
+            "--show-max-allowed" => out.opts.show_max_allowed = flag.switch()?,
+            "--all" => out.all = flag.switch()?,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }

@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 pub mod config;
+pub mod flags;
 pub mod max_pods;
 pub mod plan;
 

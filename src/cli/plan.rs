@@ -21,6 +21,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
+use super::flags::Flags;
 use crate::ipam::{
     Action, ActionKind, AddressMode, AssignRequest, Completed, Datastore, DatastoreConfig,
     DatastoreError, EniSpec, Failure, InstanceLimits, Instant, IpamKey, Outcome, PodMetadata, Pool,
@@ -1371,11 +1372,6 @@ struct Args {
     svg: Option<String>,
 }
 
-fn whole(flag: &str, v: &str) -> Result<u32, String> {
-    v.parse::<u32>()
-        .map_err(|_| format!("{flag} {v:?}: expected a whole number >= 0"))
-}
-
 fn parse_group(v: &str) -> Result<GroupInput, String> {
     let bad = || {
         format!(
@@ -1402,52 +1398,31 @@ fn parse_group(v: &str) -> Result<GroupInput, String> {
 
 fn parse(args: &[String]) -> Result<Option<Args>, String> {
     let mut out = Args::default();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = |name: &str| -> Result<String, String> {
-            match inline.clone().or_else(|| it.next().cloned()) {
-                Some(v) if !v.is_empty() => Ok(v),
-                _ => Err(format!("{name} needs a value")),
-            }
-        };
-        match flag {
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag() {
+        let name = flag.name.as_str();
+        match name {
             "-h" | "--help" => return Ok(None),
             "--subnet" | "--subnet-free" if out.subnet.is_some() => {
                 return Err("give one subnet: --subnet CIDR or --subnet-free N".into())
             }
             "--subnet" => {
-                let v = value(flag)?;
+                let v = flags.value(&flag)?;
                 let c: Ipv4Cidr = v.parse().map_err(|e| {
                     format!("--subnet {v:?}: {e}; expected an IPv4 CIDR such as 10.0.0.0/24")
                 })?;
                 out.subnet = Some(SubnetInput::Cidr(c));
             }
-            "--subnet-free" => {
-                let v = value(flag)?;
-                out.subnet = Some(SubnetInput::Free(whole(flag, &v)?));
-            }
-            "--instance" => out.groups.push(parse_group(&value(flag)?)?),
-            "--warm-eni-target" => out.settings.warm_eni_target = whole(flag, &value(flag)?)?,
-            "--warm-ip-target" => out.settings.warm_ip_target = whole(flag, &value(flag)?)?,
-            "--minimum-ip-target" => out.settings.minimum_ip_target = whole(flag, &value(flag)?)?,
-            "--warm-prefix-target" => out.settings.warm_prefix_target = whole(flag, &value(flag)?)?,
-            "--max-eni" => {
-                let v = value(flag)?;
-                match v.parse::<u32>() {
-                    Ok(n) if n >= 1 => out.settings.max_eni = Some(n),
-                    _ => return Err(format!("--max-eni {v:?}: expected a whole number >= 1")),
-                }
-            }
-            "--svg" => out.svg = Some(value(flag)?),
-            "--prefix-delegation" | "--json" if inline.is_some() => {
-                return Err(format!("{flag} takes no value"))
-            }
-            "--prefix-delegation" => out.settings.prefix_delegation = true,
-            "--json" => out.json = true,
+            "--subnet-free" => out.subnet = Some(SubnetInput::Free(flags.whole(&flag, 0)?)),
+            "--instance" => out.groups.push(parse_group(&flags.value(&flag)?)?),
+            "--warm-eni-target" => out.settings.warm_eni_target = flags.whole(&flag, 0)?,
+            "--warm-ip-target" => out.settings.warm_ip_target = flags.whole(&flag, 0)?,
+            "--minimum-ip-target" => out.settings.minimum_ip_target = flags.whole(&flag, 0)?,
+            "--warm-prefix-target" => out.settings.warm_prefix_target = flags.whole(&flag, 0)?,
+            "--max-eni" => out.settings.max_eni = Some(flags.whole(&flag, 1)?),
+            "--svg" => out.svg = Some(flags.value(&flag)?),
+            "--prefix-delegation" => out.settings.prefix_delegation = flag.switch()?,
+            "--json" => out.json = flag.switch()?,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
