@@ -11,10 +11,6 @@
 //! Reading follows Go's decoder ([`decode`]): unknown fields ignored, `null` as the zero value,
 //! names in any letter case, trailing data after the object ignored.
 
-#![deny(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
-
-extern crate alloc;
-
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;

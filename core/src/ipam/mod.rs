@@ -2,26 +2,23 @@
 //!
 //! The pure core ([`datastore`], [`pool`], [`checkpoint`], [`Instant`]; its blocks are
 //! [`crate::net::Ipv4Cidr`] and [`crate::net::Ipv6Cidr`]) does no I/O and reads no clock: time is an
-//! argument. It is written against `core`/`alloc` paths only (the clippy lints `std_instead_of_core`
-//! and `std_instead_of_alloc` are denied in those files). [`store`] is the one
-//! std-only helper: it reads and atomically writes the checkpoint file.
+//! argument. The crate is `#![no_std]`, so the compiler holds it to that. The one std-only helper,
+//! `vpc_cni::ipam::store`, lives in the main crate: it reads and atomically writes the checkpoint
+//! file.
 //!
 //! How a driver uses it (see docs/ipam.md for the decision table):
 //! 1. build a [`Datastore`] for the node's mode, add the ENIs and addresses found in IMDS/EC2
 //!    ([`Datastore::add_eni`], [`Datastore::add_ipv4_addresses`], [`Datastore::add_ipv4_prefixes`]);
-//! 2. load the checkpoint with [`store::CheckpointStore::load`] and [`Datastore::restore`];
+//! 2. load the checkpoint with `vpc_cni::ipam::store::CheckpointStore::load` and [`Datastore::restore`];
 //! 3. serve CNI ADD/DEL with [`Datastore::assign`] / [`Datastore::unassign`], writing
 //!    [`Datastore::to_checkpoint`] after each and calling [`Datastore::undo`] if that write fails;
 //! 4. every few seconds call [`Pool::plan`], execute the [`Action`]s against EC2 and report each
 //!    result with [`Pool::record_outcome`].
 
-#![deny(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
-
 pub mod checkpoint;
 pub mod datastore;
 pub mod introspect;
 pub mod pool;
-pub mod store;
 
 pub use crate::limits::InstanceLimits;
 pub use checkpoint::CheckpointData;

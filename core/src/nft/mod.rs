@@ -1,10 +1,9 @@
-//! nftables over netlink, pure Rust: the SNAT chain and the connmark chains in one table,
-//! `table ip aws-cni`, replaced atomically in one batch.
-//!
-//! The ruleset builder ([`ruleset`]) is pure. [`Nft::apply`] reads the table back from the kernel
-//! first and sends nothing when it already holds exactly the wanted rules, so applying twice
-//! changes nothing; otherwise one transaction (`add table; delete table; table {...}`) replaces it,
-//! so there is never a moment without rules.
+//! nftables, the pure half: the SNAT chain and the connmark chains of `table ip aws-cni` as data
+//! ([`ruleset`]), the batch that replaces the table atomically ([`encode_batch`]), and the requests
+//! and reply parsers that read it back ([`Snapshot`]). The socket side (`vpc_cni::nft::Nft`) reads
+//! the table from the kernel first and sends nothing when it already holds exactly the wanted
+//! rules, so applying twice changes nothing; otherwise one transaction (`add table; delete table;
+//! table {...}`) replaces it, so there is never a moment without rules.
 //!
 //! The table, in `nft` syntax (defaults: VPC 10.0.0.0/16, primary eth0 10.0.0.10, prefix `eni`,
 //! `AWS_VPC_K8S_CNI_CONNMARK` 0x80):
@@ -51,14 +50,16 @@
 pub mod expr;
 pub mod tree;
 
-use std::net::{IpAddr, Ipv4Addr};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr};
 
 use crate::net::{IpNet, VethPrefix};
-use crate::netlink::socket::{NlSocket, Protocol};
 use crate::netlink::wire::{
     self, MsgBuf, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST,
 };
-use crate::netlink::{libc_errno, Cause, Error, Netns};
 use expr::{ct_mark_or, ifname, ip_daddr, restore_mark_bits, CmpOp, Expr, MetaKey, Verdict};
 use tree::{decode_exprs, ExprTree};
 
@@ -85,20 +86,6 @@ const NF_ACCEPT: u32 = 1;
 
 /// How SNAT picks source ports (`AWS_VPC_K8S_CNI_RANDOMIZESNAT`): the configuration's type.
 pub use crate::config::RandomizeSnat as Randomize;
-
-impl std::str::FromStr for Randomize {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "prng" | "" => Ok(Randomize::Prng),
-            "hashrandom" => Ok(Randomize::HashRandom),
-            "none" => Ok(Randomize::None),
-            other => Err(format!(
-                "AWS_VPC_K8S_CNI_RANDOMIZESNAT={other:?} is not valid (allowed: prng, hashrandom, none)"
-            )),
-        }
-    }
-}
 
 /// What the SNAT and connmark rules depend on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,7 +282,7 @@ fn begin(m: &mut MsgBuf, ty: u16, flags: u16) {
 }
 
 /// Appends the `NFT_MSG_NEWRULE` for one rule (also used by the golden tests).
-pub(crate) fn encode_rule(m: &mut MsgBuf, chain: &str, rule: &[Expr]) {
+pub fn encode_rule(m: &mut MsgBuf, chain: &str, rule: &[Expr]) {
     begin(m, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND);
     m.attr_str(1, TABLE); // NFTA_RULE_TABLE
     m.attr_str(2, chain); // NFTA_RULE_CHAIN
@@ -350,26 +337,17 @@ pub fn encode_batch(rs: Option<&Ruleset>) -> (Vec<u8>, Vec<String>) {
     (m.finish(), what)
 }
 
-/// What [`Nft::apply`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The kernel already had exactly this table; nothing was sent.
-    Unchanged,
-    /// The table was created or replaced in one transaction.
-    Replaced,
-    /// The table was removed (external SNAT and no NodePort support).
-    Removed,
-}
-
 /// The table as comparable data: its flags (a `dormant` table does nothing), and its chains
-/// (name, hook) sorted by name, each with its rules.
+/// (name, hook) sorted by name, each with its rules. What the kernel holds ([`Snapshot::from_dumps`])
+/// is compared with what is wanted ([`snapshot_of`]) before anything is sent.
 #[derive(Debug, PartialEq, Eq)]
-struct Snapshot {
+pub struct Snapshot {
     flags: u32,
     chains: Vec<(String, Option<Hook>, Vec<Vec<ExprTree>>)>,
 }
 
-fn snapshot_of(rs: &Ruleset) -> Snapshot {
+/// The snapshot a kernel holding exactly `rs` would report.
+pub fn snapshot_of(rs: &Ruleset) -> Snapshot {
     let mut out: Vec<_> = rs
         .chains
         .iter()
@@ -397,104 +375,10 @@ fn snapshot_of(rs: &Ruleset) -> Snapshot {
     }
 }
 
-/// An nftables (`NETLINK_NETFILTER`) handle, bound to the namespace it was opened in.
-#[derive(Debug)]
-pub struct Nft {
-    sock: NlSocket,
-}
-
-impl Nft {
-    /// Opens a handle in the calling thread's network namespace.
-    pub fn open() -> Result<Nft, Error> {
-        let sock = NlSocket::open(Protocol::Netfilter)
-            .map_err(|e| Error::new("open netfilter netlink socket", Cause::Io(e)))?;
-        Ok(Nft { sock })
-    }
-
-    /// Opens a handle inside `ns`.
-    pub fn open_in(ns: &Netns) -> Result<Nft, Error> {
-        ns.run(Nft::open)?
-    }
-
-    /// Makes `table ip aws-cni` match `cfg`: nothing is sent if it already does; otherwise one
-    /// atomic transaction replaces (or removes) it.
-    pub fn apply(&mut self, cfg: &SnatConfig) -> Result<Outcome, Error> {
-        let rs = ruleset(cfg).map_err(|e| {
-            Error::new(
-                format!("apply nftables table ip {TABLE}"),
-                Cause::Invalid(e),
-            )
-        })?;
-        self.apply_ruleset(rs.as_ref())
-    }
-
-    /// Makes `table ip aws-cni` equal `rs` (or absent for `None`), sending nothing if it already
-    /// is. If the kernel refuses any message, the whole transaction is rolled back and the table
-    /// stays as it was.
-    pub fn apply_ruleset(&mut self, rs: Option<&Ruleset>) -> Result<Outcome, Error> {
-        let op = format!("apply nftables table ip {TABLE}");
-        let current = self.read()?;
-        let wanted = rs.map(snapshot_of);
-        if current == wanted {
-            return Ok(Outcome::Unchanged);
-        }
-        let (mut batch, what) = encode_batch(rs);
-        self.sock.batch(&mut batch).map_err(|(i, cause)| {
-            let step = what.get(i).map(String::as_str).unwrap_or("batch");
-            Error::new(format!("{op}: {step}"), cause)
-        })?;
-        Ok(if rs.is_some() {
-            Outcome::Replaced
-        } else {
-            Outcome::Removed
-        })
-    }
-
-    /// Removes `table ip aws-cni` if present (`nft delete table ip aws-cni`).
-    pub fn remove(&mut self) -> Result<Outcome, Error> {
-        if self.read()?.is_none() {
-            return Ok(Outcome::Unchanged);
-        }
-        let (mut batch, _) = encode_batch(None);
-        self.sock
-            .batch(&mut batch)
-            .map_err(|(_, cause)| Error::new(format!("delete nftables table ip {TABLE}"), cause))?;
-        Ok(Outcome::Removed)
-    }
-
-    /// Reads our table from the kernel: `None` if it does not exist.
-    fn read(&mut self) -> Result<Option<Snapshot>, Error> {
-        let op = || format!("read nftables table ip {TABLE}");
-        let mut m = MsgBuf::new();
-        m.begin(msg_type(NFT_MSG_GETTABLE), NLM_F_REQUEST, 0);
-        m.put(&nfgenmsg(NFPROTO_IPV4, 0));
-        m.attr_str(1, TABLE);
-        let mut req = m.finish();
-        let flags = match self.sock.dump(&mut req, parse_table_flags) {
-            Ok(f) => f.into_iter().next().unwrap_or(0),
-            Err(Cause::Errno { errno, .. }) if errno == libc_errno::ENOENT => return Ok(None),
-            Err(c) => return Err(Error::new(op(), c)),
-        };
-
-        let mut m = MsgBuf::new();
-        m.begin(msg_type(NFT_MSG_GETCHAIN), NLM_F_REQUEST | NLM_F_DUMP, 0);
-        m.put(&nfgenmsg(NFPROTO_IPV4, 0));
-        let mut req = m.finish();
-        let chains = self
-            .sock
-            .dump(&mut req, parse_chain)
-            .map_err(|c| Error::new(op(), c))?;
-
-        let mut m = MsgBuf::new();
-        m.begin(msg_type(NFT_MSG_GETRULE), NLM_F_REQUEST | NLM_F_DUMP, 0);
-        m.put(&nfgenmsg(NFPROTO_IPV4, 0));
-        m.attr_str(1, TABLE);
-        let mut req = m.finish();
-        let rules = self
-            .sock
-            .dump(&mut req, parse_rule)
-            .map_err(|c| Error::new(op(), c))?;
-
+impl Snapshot {
+    /// Our table from the three dumps (the `GETTABLE` reply's flags, every chain, the table's rules):
+    /// the chains of other tables are dropped, each chain gets its rules in dump order.
+    pub fn from_dumps(flags: u32, chains: Vec<ChainInfo>, rules: &[RuleInfo]) -> Snapshot {
         let mut chains: Vec<_> = chains
             .into_iter()
             .filter(|(table, _, _)| table == TABLE)
@@ -508,15 +392,42 @@ impl Nft {
             })
             .collect();
         chains.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(Some(Snapshot { flags, chains }))
+        Snapshot { flags, chains }
     }
+}
+
+/// The `NFT_MSG_GETTABLE` request for our table; its reply is read with [`parse_table_flags`] (`ENOENT`: no table).
+pub fn get_table_request() -> Vec<u8> {
+    let mut m = MsgBuf::new();
+    m.begin(msg_type(NFT_MSG_GETTABLE), NLM_F_REQUEST, 0);
+    m.put(&nfgenmsg(NFPROTO_IPV4, 0));
+    m.attr_str(1, TABLE);
+    m.finish()
+}
+
+/// The `NFT_MSG_GETCHAIN` dump request for every IPv4 chain; replies are read with [`parse_chain`].
+pub fn get_chains_request() -> Vec<u8> {
+    let mut m = MsgBuf::new();
+    m.begin(msg_type(NFT_MSG_GETCHAIN), NLM_F_REQUEST | NLM_F_DUMP, 0);
+    m.put(&nfgenmsg(NFPROTO_IPV4, 0));
+    m.finish()
+}
+
+/// The `NFT_MSG_GETRULE` dump request for our table's rules; replies are read with [`parse_rule`].
+pub fn get_rules_request() -> Vec<u8> {
+    let mut m = MsgBuf::new();
+    m.begin(msg_type(NFT_MSG_GETRULE), NLM_F_REQUEST | NLM_F_DUMP, 0);
+    m.put(&nfgenmsg(NFPROTO_IPV4, 0));
+    m.attr_str(1, TABLE);
+    m.finish()
 }
 
 fn str_attr(d: &[u8]) -> String {
     String::from_utf8_lossy(d.split(|&c| c == 0).next().unwrap_or(d)).into_owned()
 }
 
-fn parse_table_flags(msg: &wire::Msg<'_>) -> Result<Option<u32>, wire::Malformed> {
+/// The flags of a `NFT_MSG_NEWTABLE` reply (`None` for any other message).
+pub fn parse_table_flags(msg: &wire::Msg<'_>) -> Result<Option<u32>, wire::Malformed> {
     if msg.ty != msg_type(NFT_MSG_NEWTABLE) || msg.payload.len() < 4 {
         return Ok(None);
     }
@@ -525,9 +436,11 @@ fn parse_table_flags(msg: &wire::Msg<'_>) -> Result<Option<u32>, wire::Malformed
     Ok(Some(flags.map_or(0, |a| a.be32())))
 }
 
-type ChainInfo = (String, String, Option<Hook>);
+/// (table, chain name, hook) of one dumped chain.
+pub type ChainInfo = (String, String, Option<Hook>);
 
-fn parse_chain(msg: &wire::Msg<'_>) -> Result<Option<ChainInfo>, wire::Malformed> {
+/// One `NFT_MSG_NEWCHAIN` reply of a chain dump (`None` for any other message).
+pub fn parse_chain(msg: &wire::Msg<'_>) -> Result<Option<ChainInfo>, wire::Malformed> {
     if msg.ty != msg_type(NFT_MSG_NEWCHAIN) || msg.payload.len() < 4 {
         return Ok(None);
     }
@@ -567,9 +480,11 @@ fn parse_chain(msg: &wire::Msg<'_>) -> Result<Option<ChainInfo>, wire::Malformed
     Ok(Some((table, name, hook)))
 }
 
-type RuleInfo = (String, String, Vec<ExprTree>);
+/// (table, chain name, expressions) of one dumped rule.
+pub type RuleInfo = (String, String, Vec<ExprTree>);
 
-fn parse_rule(msg: &wire::Msg<'_>) -> Result<Option<RuleInfo>, wire::Malformed> {
+/// One `NFT_MSG_NEWRULE` reply of a rule dump (`None` for any other message).
+pub fn parse_rule(msg: &wire::Msg<'_>) -> Result<Option<RuleInfo>, wire::Malformed> {
     if msg.ty != msg_type(NFT_MSG_NEWRULE) || msg.payload.len() < 4 {
         return Ok(None);
     }
