@@ -14,11 +14,15 @@
 //! - [`nft`]: the nftables ruleset, its batch encoding and the parsers of the kernel's replies;
 //! - [`netlink`]: the netlink wire format those use.
 
-// no_std for every build but the crate's own unit tests, whose harness (and proptest) needs std.
-#![cfg_attr(not(test), no_std)]
+#![no_std]
 #![deny(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 extern crate alloc;
+// The unit tests (their harness and proptest) run on std; they get its macros, the library code
+// still only `core` and `alloc`.
+#[cfg(test)]
+#[macro_use]
+extern crate std;
 
 pub mod cni;
 pub mod config;
