@@ -1,8 +1,12 @@
 //! vpc-cni: pod networking for Kubernetes on AWS in one static binary.
 //!
 //! Layers (see README, "Architecture"):
-//! - pure core, no I/O and no clock: [`net`] value types, [`timefmt`], [`config`], [`ipam`], [`cni`] spec and plan, [`nft`] ruleset;
-//! - adapters, one outside system each: [`aws`], [`netlink`], [`nft`] apply, [`sysctl`], [`rpc`];
+//! - pure core, no I/O and no clock: the `vpc-cni-core` crate (`core/`, `#![no_std]`, so the compiler
+//!   checks that), re-exported here under the old paths: [`net`] value types, [`timefmt`], [`limits`],
+//!   [`ipam`] (all but [`ipam::store`]), [`cni::spec`] and [`cni::plan`], the [`nft`] ruleset and
+//!   [`netlink::wire`], and the pure value types of [`config`];
+//! - adapters, one outside system each: [`aws`], [`netlink`], [`nft`] apply, [`sysctl`], [`rpc`],
+//!   [`ipam::store`] (the checkpoint file), [`config`] (the process environment);
 //! - drivers: [`ipamd`], [`cni`] apply, [`cli`]; [`fsutil`] holds their shared atomic file write;
 //! - [`entry`]: `argv[0]` dispatch.
 
@@ -14,14 +18,12 @@ pub mod entry;
 pub mod fsutil;
 pub mod ipam;
 pub mod ipamd;
-pub mod limits;
 pub mod logging;
-pub mod net;
 pub mod netlink;
 pub mod nft;
 pub mod rpc;
 pub mod sysctl;
-pub mod timefmt;
+pub use vpc_cni_core::{limits, net, timefmt};
 
 /// The crate version; the plugin and ipamd must carry the same one (upstream's `validateVersion`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -12,8 +12,8 @@
 pub mod apply;
 pub mod install;
 pub mod kernel;
-pub mod plan;
-pub mod spec;
+pub use vpc_cni_core::cni::plan;
+pub use vpc_cni_core::cni::spec;
 
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;

@@ -26,7 +26,7 @@ mod route;
 mod rule;
 pub mod socket;
 mod types;
-pub mod wire;
+pub use vpc_cni_core::netlink::wire;
 
 pub use addr::{parse_addr, Address};
 pub use error::{libc_errno, Cause, ErrnoText, Error, Result};

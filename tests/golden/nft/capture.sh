@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates <name>.debug from <name>.nft: the bytecode `nft --debug=netlink -f <name>.nft` prints,
-# run in a throwaway network namespace (needs root and nft). The golden tests in src/nft/tests.rs
+# run in a throwaway network namespace (needs root and nft). The golden tests in core/src/nft/tests.rs
 # compare our encoded rules with these files.
 set -euo pipefail
 cd "$(dirname "$0")"

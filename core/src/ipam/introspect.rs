@@ -6,10 +6,6 @@
 //! assigned and cooling addresses (upstream lists whatever its map still holds, which also includes
 //! cooled-down entries not yet purged). `AddressFamily` is empty, as upstream's copy leaves it.
 
-#![deny(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
-
-extern crate alloc;
-
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;

@@ -3,6 +3,9 @@
 //! Everything is host byte order except where a protocol says otherwise (nftables values are
 //! big-endian and are passed in already converted). Messages and attributes are padded to 4 bytes.
 
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
 /// `NLM_F_REQUEST`: every message we send is a request.
 pub const NLM_F_REQUEST: u16 = 0x1;
 /// `NLM_F_MULTI`: part of a multipart reply, ended by `NLMSG_DONE`.
@@ -104,7 +107,7 @@ impl MsgBuf {
 
     fn pad(&mut self) {
         let n = align(self.buf.len()) - self.buf.len();
-        self.buf.extend(std::iter::repeat_n(0u8, n));
+        self.buf.extend(core::iter::repeat_n(0u8, n));
     }
 
     /// Appends an attribute with raw payload.
@@ -221,8 +224,8 @@ pub struct Msg<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Malformed(pub &'static str);
 
-impl std::fmt::Display for Malformed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "malformed netlink message: {}", self.0)
     }
 }
@@ -340,7 +343,7 @@ impl<'a> Attr<'a> {
             .iter()
             .position(|&c| c == 0)
             .unwrap_or(self.data.len());
-        std::str::from_utf8(&self.data[..end]).unwrap_or("")
+        core::str::from_utf8(&self.data[..end]).unwrap_or("")
     }
     /// The nested attributes.
     pub fn nested(&self) -> Attrs<'a> {

@@ -11,10 +11,6 @@
 //! Reading follows Go's decoder ([`decode`]): unknown fields ignored, `null` as the zero value,
 //! names in any letter case, trailing data after the object ignored.
 
-#![deny(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
-
-extern crate alloc;
-
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -292,6 +288,7 @@ pub fn encode(data: &CheckpointData) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
 
     /// A checkpoint as the Go aws-node writes it (field order and omitempty included).
     const GO_WRITTEN: &str = r#"{"version":"vpc-cni-ipam/1","allocations":[{"networkName":"aws-cni","containerID":"2f5c1a","ifName":"eth0","ipv4":"10.0.1.23","allocationTimestamp":1700000000123456789,"metadata":{"k8sPodNamespace":"default","k8sPodName":"web-0","interfacesCount":1}},{"networkName":"_migrated-from-cri","containerID":"old","ifName":"unknown","ipv4":"10.0.1.24","allocationTimestamp":0,"metadata":{}}]}"#;

@@ -16,10 +16,6 @@
 //! - Unmanaged ENIs and ENIs excluded for pods are tracked (they occupy ENI slots) but never serve
 //!   pods and are not counted in [`PoolStats`].
 
-#![deny(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
-
-extern crate alloc;
-
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;

@@ -60,7 +60,7 @@ fn check(c: &SnatConfig, debug: &str) {
 
 #[test]
 fn full_table_matches_nft_bytecode() {
-    check(&cfg(), include_str!("../../tests/golden/nft/full.debug"));
+    check(&cfg(), include_str!("../../../tests/golden/nft/full.debug"));
 }
 
 #[test]
@@ -76,7 +76,9 @@ fn hashrandom_snat_matches_nft_bytecode() {
     };
     assert_eq!(
         our_rules(&snat_only),
-        golden_rules(include_str!("../../tests/golden/nft/snat-hashrandom.debug"))
+        golden_rules(include_str!(
+            "../../../tests/golden/nft/snat-hashrandom.debug"
+        ))
     );
 }
 
@@ -93,7 +95,7 @@ fn no_randomisation_and_a_zero_prefix_match_nft_bytecode() {
     };
     assert_eq!(
         our_rules(&snat_only),
-        golden_rules(include_str!("../../tests/golden/nft/snat-none.debug"))
+        golden_rules(include_str!("../../../tests/golden/nft/snat-none.debug"))
     );
 }
 
@@ -110,7 +112,7 @@ fn external_snat_keeps_only_the_nodeport_chain() {
     );
     check(
         &c,
-        include_str!("../../tests/golden/nft/external-snat.debug"),
+        include_str!("../../../tests/golden/nft/external-snat.debug"),
     );
     c.node_port_support = false;
     assert_eq!(

@@ -4,6 +4,10 @@
 //! register 0), exactly as `nft` 1.0.6 compiles the same rules, so `nft --debug=netlink` prints
 //! the same bytecode for our rules and for the `nft` spelling of them.
 
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
 use crate::netlink::wire::MsgBuf;
 
 pub(crate) const NFTA_LIST_ELEM: u16 = 1;

@@ -2,9 +2,9 @@
 //!
 //! Pure: parses what the runtime hands the plugin and renders what the plugin hands back. No I/O.
 
-#![deny(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
-
-extern crate alloc;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
 use core::fmt;
 use core::net::Ipv4Addr;

@@ -1,6 +1,9 @@
 //! Decoded rule expressions as attribute trees, used to compare what the kernel holds with what we
 //! want (a second apply must change nothing) and, in tests, to print the `nft --debug=netlink` form.
 
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use super::expr::NFTA_LIST_ELEM;
 use crate::netlink::wire::{NLA_F_NESTED, NLA_F_NET_BYTEORDER};
 

@@ -239,6 +239,7 @@ pub fn eni_max_pods(limits: &InstanceLimits) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
 
     #[test]
     fn table_is_sorted_unique_and_every_row_decodes() {

@@ -22,10 +22,6 @@
 //! single /32s for the pause instead of failing pods (the prefix fallback, see
 //! [`Failure::NoFreePrefix`]).
 
-#![deny(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
-
-extern crate alloc;
-
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;

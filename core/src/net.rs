@@ -6,11 +6,7 @@
 //!   such as `10.0.0.5/24` keeps its host bits; [`IpNet::network`] clears them.
 //! - [`MacAddr`] is an Ethernet address, printed in IMDS's lower-case `0a:1b:2c:3d:4e:5f` spelling.
 //!
-//! Pure: the ipam core uses these types, so only `core` and `alloc` paths are allowed.
-
-#![deny(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
-
-extern crate alloc;
+//! Pure (the core crate is `no_std`).
 
 use alloc::format;
 use alloc::string::{String, ToString};

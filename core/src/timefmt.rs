@@ -1,11 +1,7 @@
 //! Calendar arithmetic and RFC 3339 text for UTC times, without a date crate: the log line stamps,
 //! the introspection JSON, SigV4 dates and credential expiry times all use it.
 //!
-//! Pure: the ipam core uses it, so only `core` and `alloc` paths are allowed.
-
-#![deny(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
-
-extern crate alloc;
+//! Pure (the core crate is `no_std`).
 
 use alloc::format;
 use alloc::string::String;

@@ -3,14 +3,17 @@
 //! ADD runs [`add_plan`] in order; a failure part-way runs [`teardown_plan`] (every step of which tolerates
 //! "already gone") over what was created, so a pod is never left half wired. CHECK verifies the steps of
 //! [`add_plan`] that leave state behind ([`Op::leaves_state`]). DEL runs [`teardown_plan`]. No I/O here, and
-//! only `core`/`alloc` paths (the clippy lints below keep it so).
+//! only `core`/`alloc` paths (the crate is `no_std`).
 
-#![deny(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
-
-extern crate alloc;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
 
 use core::fmt;
 use core::net::Ipv4Addr;
+
+use super::sha1;
 
 /// The pod's next hop: a link-local address answered by a static neighbour entry (never ARPed).
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
@@ -23,13 +26,10 @@ pub const MAIN_TABLE: u32 = 254;
 
 /// Host veth name: `prefix` + the first 11 hex digits of `sha1("<namespace>.<pod name>")`, as upstream.
 pub fn host_veth_name(prefix: &str, pod_namespace: &str, pod_name: &str) -> String {
-    let digest = ring::digest::digest(
-        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
-        format!("{pod_namespace}.{pod_name}").as_bytes(),
-    );
+    let digest = sha1::digest(format!("{pod_namespace}.{pod_name}").as_bytes());
     let mut name = String::with_capacity(prefix.len() + 11);
     name.push_str(prefix);
-    for b in digest.as_ref() {
+    for b in &digest {
         name.push_str(&format!("{b:02x}"));
     }
     name.truncate(prefix.len() + 11);
