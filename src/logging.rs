@@ -172,7 +172,9 @@ impl RotatingFile {
 
     /// Appends one line with one `write`, rotating first if the line would take the file past the limit.
     pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        flock(&self.dir, FlockOperation::LockShared)?;
+        // The lock is best effort: where a file system refuses flock on a directory, lines are still written and
+        // files still rotate, as lumberjack does it, without the coordination.
+        let _ = flock(&self.dir, FlockOperation::LockShared);
         let result = self.write_locked(line);
         let _ = flock(&self.dir, FlockOperation::Unlock);
         if result? {
@@ -188,7 +190,7 @@ impl RotatingFile {
         let mut rotated = false;
         if self.over_limit(len)? {
             // Converting to exclusive is not atomic: check again once it is held.
-            flock(&self.dir, FlockOperation::LockExclusive)?;
+            let _ = flock(&self.dir, FlockOperation::LockExclusive);
             self.reopen_if_moved()?;
             // A rotation that fails (say, a read-only directory) must not cost the line: it goes to the full file.
             if self.over_limit(len)? {
