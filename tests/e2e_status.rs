@@ -260,3 +260,82 @@ fn status_reads_a_unix_socket_and_a_full_node_exits_1() {
         d.del_pod(p);
     }
 }
+
+#[test]
+fn status_shows_prefixes_and_the_pods_inside_them() {
+    let mut sim = VpcSim::start("e2stp");
+    let n1 = sim.launch_node("m5.large");
+    let (x, _) = ec2_test_user(&sim);
+    let mut d = Ipamd::start(
+        &n1,
+        &[
+            ("ENABLE_PREFIX_DELEGATION", "true"),
+            ("WARM_PREFIX_TARGET", "1"),
+        ],
+    );
+    let pods = add_pods(&mut d, "q", 2);
+    let ec2_prefixes = |x: &vpc_cni::aws::ec2::Ec2Client| -> BTreeSet<String> {
+        enis_of(x, &n1.instance_id)
+            .iter()
+            .flat_map(|n| n.ipv4_prefixes.iter().map(|c| format!("{}/{c}", n.id)))
+            .collect()
+    };
+    let shown_prefixes = |v: &Value| -> BTreeSet<String> {
+        v["enis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|e| {
+                e["blocks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|b| b["prefix"] == true)
+                    .map(|b| {
+                        format!(
+                            "{}/{}",
+                            e["id"].as_str().unwrap(),
+                            b["cidr"].as_str().unwrap()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    eventually(
+        &d,
+        Duration::from_secs(30),
+        "status shows EC2's prefixes",
+        || {
+            let v = status_json(&d, &[], &[]).1;
+            let want = ec2_prefixes(&x);
+            !want.is_empty() && shown_prefixes(&v) == want
+        },
+    );
+    let (code, v) = status_json(&d, &[], &[]);
+    assert_eq!(code, 0, "{v}");
+    let n = shown_prefixes(&v).len() as u64;
+    assert_eq!(v["prefixes"], n);
+    assert_eq!(v["total_ips"], 16 * n, "{v}");
+    assert_eq!(v["assigned_ips"], 2);
+    let (_, table) = status(&d, &[], &[]);
+    for p in &pods {
+        let ip = p.ip.to_string();
+        let row = table
+            .lines()
+            .find(|l| l.split_whitespace().nth(2) == Some(ip.as_str()))
+            .unwrap_or_else(|| panic!("no row for {ip}:\n{table}"));
+        let block = row.split_whitespace().nth(1).unwrap();
+        assert!(block.ends_with("/28"), "{row}");
+        assert!(row.ends_with(&format!("default/{}", p.name)), "{row}");
+    }
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(" prefix, ") && l.contains(" of 16 assigned")),
+        "{table}"
+    );
+    for p in pods {
+        d.del_pod(p);
+    }
+}
