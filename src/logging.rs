@@ -20,7 +20,8 @@
 //! under a shared lock after checking that the path still names the file this process has open (and reopening
 //! it if another process rotated it); a writer that finds the file full takes the exclusive lock, checks again
 //! (someone else may have rotated meanwhile) and only then renames and creates. No line is therefore written
-//! into a file after it was renamed, and two processes never rotate the same file twice. Compression and
+//! into a file after it was renamed, and two processes never rotate the same file twice. (Writers that check the size at
+//! the same moment under the shared lock may each add their line, so a file can pass the limit by a few lines.) Compression and
 //! pruning run without the lock: each compressor writes its own temporary file and renames it, and a file
 //! already removed by another process is skipped. ipamd compresses in a background thread; the plugin, whose
 //! process ends right after its command, compresses before it returns (once per 100 MiB of plugin log).
