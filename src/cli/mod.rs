@@ -7,6 +7,7 @@ pub mod config;
 pub mod flags;
 pub mod max_pods;
 pub mod plan;
+pub mod status;
 
 const USAGE: &str = "\
 usage: vpc-cni <command> [options]
@@ -21,6 +22,8 @@ commands:
   config      print the effective configuration from the environment as JSON
   plan        plan a subnet's addresses for instance groups by running the warm-pool planner
   install-cni install aws-cni into HOST_CNI_BIN_PATH and 10-aws.conflist into HOST_CNI_CONFDIR_PATH
+  status      show the running ipamd's ENIs, addresses, prefixes and pods (exit 0 ready, 1 not
+              ready or no free address, 2 unreachable; --json)
 
 options:
   -h, --help     print this help
@@ -55,6 +58,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Some("max-pods") => max_pods::main(&rest),
         Some("config") => config::main(&rest),
         Some("plan") => plan::main(&rest),
+        Some("status") => status::main(&rest),
         Some("install-cni") => crate::cni::install::cli_main(&rest),
         _ => {
             eprintln!("vpc-cni: unknown command {cmd:?}\n\n{USAGE}");
