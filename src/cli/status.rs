@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::flags::Flags;
 use crate::config::{self, BindAddress};
 
 const USAGE: &str = "\
@@ -87,35 +88,25 @@ pub fn parse_args(
     let mut json = false;
     let mut address: Option<BindAddress> = None;
     let mut timeout = Duration::from_secs(3);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (a.as_str(), None),
-        };
-        let mut value = |name: &str| -> Result<String, String> {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match flag {
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag() {
+        match flag.name.as_str() {
             "-h" | "--help" => return Ok(None),
-            "--json" if inline.is_none() => json = true,
+            "--json" => json = flag.switch()?,
             "--address" => {
-                let v = value("--address")?;
+                let v = flags.value(&flag)?;
                 address = Some(config::parse_bind_address(&v).ok_or_else(|| {
                     format!("--address {v:?}: expected IP:port, [IPv6]:port, :port, localhost:port or unix:/path")
                 })?);
             }
             "--timeout" => {
-                let v = value("--timeout")?;
+                let v = flags.value(&flag)?;
                 match v.parse::<u64>() {
                     Ok(n) if (1..=600).contains(&n) => timeout = Duration::from_secs(n),
                     _ => return Err(format!("--timeout {v:?}: expected whole seconds, 1 to 600")),
                 }
             }
-            _ => return Err(format!("unexpected argument {a:?}")),
+            other => return Err(format!("unknown argument {other:?}")),
         }
     }
     let address = match address {
