@@ -8,6 +8,7 @@
 #[path = "support/tempdir.rs"]
 mod tempdir;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -307,4 +308,50 @@ fn bottlerocket_images_point_ipamd_at_the_host_paths() {
         assert_eq!(cfg["AWS_VPC_K8S_CNI_LOG_FILE"], "stdout");
     }
     assert!(user_data.contains("superpowered = true"));
+}
+
+#[test]
+fn bottlerocket_user_data_is_toml_with_bottlerocket_s_setting_names() {
+    let path = format!("{ROOT}/bottlerocket/user-data.toml");
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, tomllib; print(json.dumps(tomllib.load(open(sys.argv[1], 'rb'))))",
+            &path,
+        ])
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => o,
+        Ok(o) if String::from_utf8_lossy(&o.stderr).contains("No module named 'tomllib'") => {
+            eprintln!("SKIPPED: python3 has no tomllib (3.11+)");
+            return;
+        }
+        other => panic!("parse {path}: {other:?}"),
+    };
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys = |o: &Value| -> BTreeSet<String> { o.as_object().unwrap().keys().cloned().collect() };
+    let host = &v["settings"]["host-containers"]["vpc-cni"];
+    // Bottlerocket's keys: host containers take enabled, source, superpowered, user-data; bootstrap containers
+    // source, mode (off, once, always), essential, user-data.
+    assert_eq!(
+        keys(host),
+        ["enabled", "source", "superpowered"]
+            .map(String::from)
+            .into()
+    );
+    assert_eq!(host["enabled"], true);
+    assert_eq!(host["superpowered"], true);
+    let boot = &v["settings"]["bootstrap-containers"]["vpc-cni-install"];
+    assert_eq!(
+        keys(boot),
+        ["essential", "mode", "source"].map(String::from).into()
+    );
+    assert!(["off", "once", "always"].contains(&boot["mode"].as_str().unwrap()));
+    assert!(boot["essential"].is_boolean());
+    assert_eq!(
+        keys(&v["settings"]),
+        ["bootstrap-containers", "host-containers"]
+            .map(String::from)
+            .into()
+    );
 }
