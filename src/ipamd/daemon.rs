@@ -36,6 +36,7 @@ use crate::net::{Ipv4Cidr, MacAddr};
 
 use super::executor::{AttachProbe, Executor, NodeIdentity};
 use super::manager::{self, AddressService, Clock, NodeState, ReplyTemplate, SystemClock, Urgency};
+use super::notify::{LoopNotifier, PoolStatus};
 use super::reconcile;
 
 /// How often the pool is checked without a reason (upstream: 2.5 s + 2.5 s).
@@ -778,11 +779,17 @@ impl Daemon {
         )
     }
 
-    /// The loop: runs until [`Event::Stop`].
-    pub fn run(&mut self, events: &Receiver<Event>) -> i32 {
+    /// The loop: runs until [`Event::Stop`]. Every turn tells `notify` the pool's counts (it
+    /// sends `STATUS=` on a change and the watchdog ping when due).
+    pub fn run(&mut self, events: &Receiver<Event>, notify: &mut LoopNotifier) -> i32 {
         let mut next_tick = StdInstant::now() + POOL_CHECK_INTERVAL;
         loop {
-            let wait = next_tick.saturating_duration_since(StdInstant::now());
+            self.beat(notify);
+            let now = StdInstant::now();
+            let mut wait = next_tick.saturating_duration_since(now);
+            if let Some(ping) = notify.until_ping(now) {
+                wait = wait.min(ping);
+            }
             match events.recv_timeout(wait) {
                 Ok(Event::Stop(sig)) => return sig,
                 Ok(Event::Wake(urgency)) => {
@@ -803,6 +810,7 @@ impl Daemon {
                     }
                     self.pool_tick();
                 }
+                Err(RecvTimeoutError::Timeout) if StdInstant::now() < next_tick => {}
                 Err(RecvTimeoutError::Timeout) => {
                     self.rewire();
                     self.pool_tick();
@@ -812,6 +820,17 @@ impl Daemon {
                 }
                 Err(RecvTimeoutError::Disconnected) => return 0,
             }
+        }
+    }
+
+    /// The pool's counts for `STATUS=`.
+    pub fn pool_status(&self) -> PoolStatus {
+        PoolStatus::of(&manager::lock(&self.state).ds, self.clock.now())
+    }
+
+    fn beat(&self, notify: &mut LoopNotifier) {
+        if let Err(e) = notify.beat(StdInstant::now(), self.pool_status()) {
+            debug!("sd_notify: {e}");
         }
     }
 
@@ -1013,13 +1032,10 @@ pub fn main_with(cfg: Config, net: Box<dyn NodeNet>) -> i32 {
         error!("cannot start the signal thread: {e}");
         return 1;
     }
-    let notifier = match super::notify::Notifier::from_env(env_var("NOTIFY_SOCKET")) {
-        Ok(n) => n,
-        Err(e) => {
-            warn!("NOTIFY_SOCKET: {e}; not notifying systemd");
-            super::notify::Notifier::disabled()
-        }
-    };
+    let mut notifier = LoopNotifier::from_env(env_var).unwrap_or_else(|e| {
+        warn!("NOTIFY_SOCKET: {e}; not notifying systemd");
+        LoopNotifier::new(super::notify::Notifier::disabled(), None)
+    });
     let mut daemon = match Daemon::start(cfg, net) {
         Ok(d) => d,
         Err(e) => {
@@ -1083,10 +1099,10 @@ pub fn main_with(cfg: Config, net: Box<dyn NodeNet>) -> i32 {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    if let Err(e) = notifier.notify("READY=1\nSTATUS=serving pod addresses") {
+    if let Err(e) = notifier.ready(StdInstant::now(), daemon.pool_status()) {
         warn!("sd_notify: {e}");
     }
-    let sig = daemon.run(&rx);
+    let sig = daemon.run(&rx, &mut notifier);
     info!("{} received: stopping", super::signals::name(sig));
     let _ = notifier.notify("STOPPING=1");
     server.shutdown();

@@ -125,6 +125,8 @@ impl Cluster {
             .arg("--service-cluster-ip-range=10.96.0.0/16")
             .arg("--enable-priority-and-fairness=false")
             .arg("--disable-admission-plugins=ServiceAccount")
+            // As EKS: privileged pods are allowed (the aws-node DaemonSet has privileged containers).
+            .arg("--allow-privileged=true")
             .arg("--v=1")
             .stdout(Stdio::null())
             .stderr(api_log)
