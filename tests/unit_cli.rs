@@ -446,3 +446,26 @@ fn veth_prefix_follows_one_rule_from_config_to_add() {
         );
     }
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `vpc-cni config | head -c 10`: the reader goes away before the output is written.
+    for args in [&["config"][..], &["max-pods", "--all"], &["--help"]] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run the binary");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !stderr.contains("panicked"),
+            "vpc-cni {args:?} into a closed pipe: {:?}, stderr {stderr:?}",
+            out.status
+        );
+    }
+}

@@ -18,7 +18,7 @@ pub fn main(args: &[String]) -> ExitCode {
     match args.first().map(String::as_str) {
         None => {}
         Some("-h" | "--help") => {
-            print!("{USAGE}");
+            super::out(USAGE);
             return ExitCode::SUCCESS;
         }
         Some(other) => {
@@ -31,7 +31,7 @@ pub fn main(args: &[String]) -> ExitCode {
             for w in &warnings {
                 eprintln!("vpc-cni config: warning: {w}");
             }
-            println!("{}", config.to_json());
+            super::out(&format!("{}\n", config.to_json()));
             ExitCode::SUCCESS
         }
         Err(errors) => {

@@ -1,6 +1,5 @@
 //! `vpc-cni max-pods`: the kubelet --max-pods value per instance type, from the built-in limits table.
 
-use std::io::Write as _;
 use std::process::ExitCode;
 
 use super::flags::Flags;
@@ -59,7 +58,7 @@ pub fn main(args: &[String]) -> ExitCode {
     let args = match parse(args) {
         Ok(Some(a)) => a,
         Ok(None) => {
-            print!("{USAGE}");
+            super::out(USAGE);
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -85,7 +84,7 @@ pub fn main(args: &[String]) -> ExitCode {
              available (ipamd falls back to secondary addresses); counted secondary addresses"
         );
     }
-    println!("{}", result.value);
+    super::out(&format!("{}\n", result.value));
     ExitCode::SUCCESS
 }
 
@@ -114,8 +113,7 @@ fn print_all(opts: &MaxPodsOptions) -> ExitCode {
             limits::max_pods(&l, &opts).value
         ));
     }
-    // A closed pipe (e.g. `| head`) is not an error worth a message.
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    super::out(&out);
     ExitCode::SUCCESS
 }
 

@@ -30,6 +30,16 @@ options:
   -V, --version  print the version and git revision
 ";
 
+/// Writes `text` to standard output. A closed pipe (`vpc-cni config | head`) is not an error worth a message
+/// or a panic: the reader has what it wanted.
+pub fn out(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
 /// Runs the CLI with the arguments after `argv[0]`.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let mut args = args.into_iter();
@@ -46,11 +56,15 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     };
     match cmd.to_str() {
         Some("-h" | "--help" | "help") => {
-            print!("{USAGE}");
+            out(USAGE);
             ExitCode::SUCCESS
         }
         Some("-V" | "--version" | "version") => {
-            println!("vpc-cni {} ({})", crate::VERSION, crate::GIT_REV);
+            out(&format!(
+                "vpc-cni {} ({})\n",
+                crate::VERSION,
+                crate::GIT_REV
+            ));
             ExitCode::SUCCESS
         }
         Some("ipamd") => crate::ipamd::daemon_main(),

@@ -1440,7 +1440,7 @@ pub fn main(args: &[String]) -> ExitCode {
     let args = match parse(args) {
         Ok(Some(a)) => a,
         Ok(None) => {
-            print!("{USAGE}");
+            super::out(USAGE);
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -1475,14 +1475,14 @@ pub fn main(args: &[String]) -> ExitCode {
     }
     if args.json {
         match serde_json::to_string_pretty(&report) {
-            Ok(j) => println!("{j}"),
+            Ok(j) => super::out(&format!("{j}\n")),
             Err(e) => {
                 eprintln!("vpc-cni plan: {}", internal("JSON", e));
                 return ExitCode::from(3);
             }
         }
     } else {
-        print!("{}", render_table(&report));
+        super::out(&render_table(&report));
     }
     if report.fits() {
         ExitCode::SUCCESS

@@ -133,7 +133,7 @@ pub fn main(args: &[String]) -> ExitCode {
     let opts = match parse_args(args, &|k| std::env::var(k).ok()) {
         Ok(Some(o)) => o,
         Ok(None) => {
-            print!("{USAGE}");
+            super::out(USAGE);
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -144,14 +144,14 @@ pub fn main(args: &[String]) -> ExitCode {
     let status = query(&opts.address, opts.timeout);
     if opts.json {
         match serde_json::to_string_pretty(&status) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => super::out(&format!("{s}\n")),
             Err(e) => {
                 eprintln!("vpc-cni status: {e}");
                 return ExitCode::from(Exit::Unreachable.code());
             }
         }
     } else {
-        print!("{}", render_table(&status));
+        super::out(&render_table(&status));
     }
     ExitCode::from(status.exit.code())
 }
