@@ -11,7 +11,7 @@
 //! ```text
 //! table ip aws-cni {
 //!   chain snat-postrouting {            # upstream AWS-SNAT-CHAIN-0 (absent with external SNAT)
-//!     type nat hook postrouting priority srcnat; policy accept;
+//!     type nat hook postrouting priority srcnat + 10; policy accept;
 //!     ip daddr 10.0.0.0/16 return       # each VPC CIDR, then each AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS entry
 //!     oifname != "vlan*" fib daddr type != local snat ip to 10.0.0.10 fully-random
 //!   }
@@ -27,7 +27,7 @@
 //!     ct mark & 0x80 == 0 meta mark set meta mark & 0xffffff7f     #   restore bit 0x80
 //!   }
 //!   chain mangle-prerouting {           # NodePort replies and later packets
-//!     type filter hook prerouting priority mangle; policy accept;
+//!     type filter hook prerouting priority mangle + 10; policy accept;
 //!     iifname "eth0" fib daddr . iif type local ct mark set ct mark | 0x80   # only with node port support
 //!     iifname "eni*" ct mark & 0x80 == 0x80 meta mark set meta mark | 0x80
 //!     iifname "eni*" ct mark & 0x80 == 0 meta mark set meta mark & 0xffffff7f
@@ -49,6 +49,7 @@
 //! caller), so replies leave through the primary interface.
 
 pub mod expr;
+pub mod handover;
 pub mod tree;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -65,6 +66,15 @@ use tree::{decode_exprs, ExprTree};
 /// Name of our table (family `ip`); the same name as upstream's nftables connmark table, which
 /// this one supersedes.
 pub const TABLE: &str = "aws-cni";
+/// Priority of `snat-postrouting`: srcnat + 10, so it runs after iptables-nft's `nat POSTROUTING`
+/// and kube-proxy's `nat-postrouting` (both srcnat, 100). The first NAT chain that translates a
+/// connection wins, so kube-proxy's masquerade keeps precedence, as its jump placed first did
+/// under iptables; at equal priorities the order would depend on which chain was created last.
+pub const SNAT_PRIORITY: i32 = 110;
+/// Priority of `nat-prerouting`: dstnat + 10, after kube-proxy's DNAT (dstnat, -100), as upstream's.
+pub const NAT_PREROUTING_PRIORITY: i32 = -90;
+/// Priority of `mangle-prerouting`: mangle + 10, after iptables-nft's `mangle PREROUTING` (-150).
+pub const MANGLE_PRIORITY: i32 = -140;
 /// The connmark upstream uses by default (`AWS_VPC_K8S_CNI_CONNMARK`).
 pub const CONNMARK: u32 = crate::config::DEFAULT_CONNMARK;
 
@@ -217,7 +227,7 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
             hook: Some(Hook {
                 kind: "nat",
                 hook: NF_INET_POST_ROUTING,
-                priority: 100,
+                priority: SNAT_PRIORITY,
                 policy: NF_ACCEPT,
             }),
             rules: snat,
@@ -246,7 +256,7 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
             hook: Some(Hook {
                 kind: "nat",
                 hook: NF_INET_PRE_ROUTING,
-                priority: -90,
+                priority: NAT_PREROUTING_PRIORITY,
                 policy: NF_ACCEPT,
             }),
             rules,
@@ -268,7 +278,7 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
             hook: Some(Hook {
                 kind: "filter",
                 hook: NF_INET_PRE_ROUTING,
-                priority: -150,
+                priority: MANGLE_PRIORITY,
                 policy: NF_ACCEPT,
             }),
             rules,
