@@ -800,3 +800,308 @@ fn upstream_and_ours_agree_in_every_warm_mode() {
         "differences not in docs/compat.md:\n{report}"
     );
 }
+
+/// `nft list ruleset` of a node namespace, reduced to `table ...` and `chain ...` lines (which
+/// tables and chains exist).
+fn nft_chains(ns: &str) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "list", "ruleset"])
+        .output()
+        .unwrap();
+    let mut table = String::new();
+    let mut v = Vec::new();
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let l = l.trim();
+        if let Some(t) = l.strip_prefix("table ") {
+            table = t.trim_end_matches(" {").to_string();
+        } else if let Some(c) = l.strip_prefix("chain ") {
+            v.push(format!("{table} {}", c.trim_end_matches(" {")));
+        }
+    }
+    v.sort();
+    v
+}
+
+/// The rules of one nft chain, as `nft list chain` prints them (without handles and counters).
+fn nft_rules(ns: &str, table: &str, chain: &str) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "list", "chain"])
+        .args(table.split_whitespace())
+        .arg(chain)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("table") && !l.starts_with("chain") && *l != "}"
+        })
+        .map(|l| {
+            // Without `counter packets N bytes M`.
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < w.len() {
+                if w[i] == "counter" && w.get(i + 1) == Some(&"packets") {
+                    i += 5;
+                } else {
+                    out.push(w[i]);
+                    i += 1;
+                }
+            }
+            out.join(" ")
+        })
+        .collect()
+}
+
+/// Every pod reaches every other pod of the node, the node next door and the internet.
+fn all_reach(pods: &[&Pod], other_node: &str, what: &str) {
+    for a in pods {
+        for b in pods {
+            if a.name != b.name {
+                assert!(
+                    a.ping(&b.ip.to_string()),
+                    "{what}: {} cannot ping {}",
+                    a.name,
+                    b.name
+                );
+            }
+        }
+        assert!(
+            a.ping(other_node),
+            "{what}: {} cannot ping the other node",
+            a.name
+        );
+        let echo = a.tcp_echo("203.0.113.10", 7);
+        assert_eq!(
+            echo.as_deref(),
+            Ok(format!("hello-{}", a.name).as_str()),
+            "{what}: {} cannot reach the internet",
+            a.name
+        );
+    }
+}
+
+/// The (container id, address) pairs a checkpoint file holds.
+fn allocations(path: &std::path::Path) -> std::collections::BTreeSet<(String, String)> {
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap_or_default()).unwrap_or(Value::Null);
+    v["allocations"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    (
+                        e["containerID"].as_str().unwrap_or("").to_string(),
+                        e["ipv4"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn expected(pods: &[&Pod]) -> std::collections::BTreeSet<(String, String)> {
+    pods.iter()
+        .map(|p| (p.container_id.clone(), p.ip.to_string()))
+        .collect()
+}
+
+/// A node running upstream's daemon with pods is switched to ours (their daemon stopped, ours
+/// started on the same node with the same checkpoint file) and back. Every pod keeps its address
+/// and its traffic through both switches; each daemon deletes pods the other added and adds its
+/// own; ours removes upstream's iptables-nft rules at start. What upstream makes of our nftables
+/// table on the way back is measured and asserted here (docs/compat.md, "Rolling back").
+#[test]
+fn a_node_switches_from_upstream_to_ours_and_back_and_its_pods_keep_their_addresses() {
+    let sim = VpcSim::start_with(
+        "switch",
+        vpcsim::StartOptions {
+            nodes: vec!["m5.large".into(); 3],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let nodes = sim.nodes();
+    let (control, node, other) = (&nodes[0], &nodes[1], &nodes[2]);
+    let cluster =
+        cluster::Cluster::start_bound("switch", control.namespace.as_deref(), &control.primary_ip);
+    let settings: Vec<(&str, &str)> = COMMON.to_vec();
+    let mut up = UpstreamNode::start(&cluster, node, sim.region(), 29, &settings);
+    let ns = up.netns().to_string();
+    let mut pods = up.add_pods("s", 4);
+    all_reach(
+        &pods.iter().collect::<Vec<_>>(),
+        &other.primary_ip,
+        "upstream",
+    );
+    let chains = nft_chains(&ns);
+    for c in [
+        "ip nat AWS-SNAT-CHAIN-0",
+        "ip aws-cni nat-prerouting",
+        "ip aws-cni snat-mark",
+    ] {
+        assert!(
+            chains.iter().any(|x| x == c),
+            "upstream made no {c}: {chains:?}"
+        );
+    }
+
+    // Upstream → ours: their daemon stops, ours starts with their checkpoint file and the
+    // runtime's cache of their ADD results.
+    up.stop();
+    let checkpoint = up.checkpoint().display().to_string();
+    let mut ours_settings = settings.clone();
+    ours_settings.push(("AWS_VPC_K8S_CNI_BACKING_STORE", &checkpoint));
+    let mut ours = Ipamd::start(node, &ours_settings);
+    std::os::unix::fs::symlink(up.dir.0.join("cni-cache"), ours.dir.0.join("cni-cache")).unwrap();
+    assert_eq!(
+        allocations(&up.checkpoint()),
+        expected(&pods.iter().collect::<Vec<_>>()),
+        "ours kept upstream's allocations"
+    );
+    let chains = nft_chains(&ns);
+    assert!(
+        !chains.iter().any(|c| c.contains("AWS-")),
+        "upstream's iptables chains are gone: {chains:?}"
+    );
+    let postrouting = nft_rules(&ns, "ip nat", "POSTROUTING");
+    assert!(
+        !postrouting.iter().any(|r| r.contains("AWS")),
+        "{postrouting:?}"
+    );
+    for c in [
+        "ip aws-cni snat-postrouting",
+        "ip aws-cni nat-prerouting",
+        "ip aws-cni mangle-prerouting",
+    ] {
+        assert!(
+            chains.iter().any(|x| x == c),
+            "ours made no {c}: {chains:?}"
+        );
+    }
+    all_reach(
+        &pods.iter().collect::<Vec<_>>(),
+        &other.primary_ip,
+        "after the switch to ours",
+    );
+    pods.extend(ipamd_node::add_pods(&mut ours, "t", 2));
+    all_reach(
+        &pods.iter().collect::<Vec<_>>(),
+        &other.primary_ip,
+        "ours added two",
+    );
+    // Ours deletes a pod upstream added.
+    let gone = pods.remove(0);
+    let gone_ip = gone.ip.to_string();
+    ours.del_pod(gone);
+    assert_eq!(
+        allocations(&up.checkpoint()),
+        expected(&pods.iter().collect::<Vec<_>>())
+    );
+    let rules = ip_out(&["-n", &ns, "rule", "show"]);
+    assert!(
+        !rules.split_whitespace().any(|w| w == gone_ip),
+        "{gone_ip}: {rules}"
+    );
+
+    // Ours → upstream (a rollback): ours stops, theirs starts with the checkpoint ours wrote.
+    assert_eq!(ours.stop(), Some(0), "{}", ours.log());
+    up.restart();
+    assert_eq!(
+        allocations(&up.checkpoint()),
+        expected(&pods.iter().collect::<Vec<_>>()),
+        "upstream kept the allocations ours wrote"
+    );
+    all_reach(
+        &pods.iter().collect::<Vec<_>>(),
+        &other.primary_ip,
+        "after the rollback",
+    );
+    // Upstream deletes a pod ours added, and adds one.
+    let i = pods.iter().position(|p| p.name == "t0").unwrap();
+    let gone = pods.remove(i);
+    up.del_pod(gone);
+    pods.extend(up.add_pods("u", 1));
+    assert_eq!(
+        allocations(&up.checkpoint()),
+        expected(&pods.iter().collect::<Vec<_>>())
+    );
+    all_reach(
+        &pods.iter().collect::<Vec<_>>(),
+        &other.primary_ip,
+        "upstream added one",
+    );
+
+    // What the rollback did to the packet filter (docs/compat.md, "Rolling back"): upstream
+    // brought back its iptables-nft rules and rewrote the two chains of `ip aws-cni` its nftables
+    // connmark code owns; our SNAT and mangle chains stay, behind upstream's SNAT (priority 110
+    // after 100).
+    assert_eq!(
+        nft_chains(&ns),
+        [
+            "ip aws-cni mangle-prerouting",
+            "ip aws-cni nat-prerouting",
+            "ip aws-cni snat-mark",
+            "ip aws-cni snat-postrouting",
+            "ip mangle PREROUTING",
+            "ip nat AWS-SNAT-CHAIN-0",
+            "ip nat POSTROUTING",
+        ]
+    );
+    assert_eq!(
+        nft_rules(&ns, "ip aws-cni", "nat-prerouting"),
+        [
+            "type nat hook prerouting priority dstnat + 10; policy accept;",
+            "fib daddr type local return",
+            "iifname \"eni*\" jump snat-mark",
+            "meta mark set ct mark & 0x00000080",
+        ],
+        "upstream's own form of its connmark chain"
+    );
+    assert_eq!(
+        nft_rules(&ns, "ip aws-cni", "snat-postrouting"),
+        [
+            "type nat hook postrouting priority srcnat + 10; policy accept;".to_string(),
+            "ip daddr 10.0.0.0/16 return".to_string(),
+            format!(
+                "oifname != \"vlan*\" fib daddr type != local snat to {} fully-random",
+                node.primary_ip
+            ),
+        ],
+        "our SNAT chain is left behind"
+    );
+    assert_eq!(
+        nft_rules(&ns, "ip nat", "POSTROUTING"),
+        [
+            "type nat hook postrouting priority srcnat; policy accept;",
+            "jump AWS-SNAT-CHAIN-0",
+        ]
+    );
+    assert_eq!(nft_rules(&ns, "ip aws-cni", "mangle-prerouting").len(), 6);
+    // The step docs/compat.md asks for after a rollback: our two chains go; traffic (upstream's
+    // SNAT) is unaffected.
+    for c in ["snat-postrouting", "mangle-prerouting"] {
+        let ok = std::process::Command::new("ip")
+            .args([
+                "netns", "exec", &ns, "nft", "delete", "chain", "ip", "aws-cni", c,
+            ])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "nft delete chain ip aws-cni {c}");
+    }
+    all_reach(
+        &pods.iter().collect::<Vec<_>>(),
+        &other.primary_ip,
+        "rolled back, our chains deleted",
+    );
+
+    for p in pods {
+        up.del_pod(p);
+    }
+    drop(up);
+    drop(ours);
+    drop(cluster);
+    sim.stop().unwrap();
+}

@@ -99,6 +99,15 @@ impl UpstreamNode {
                     "topology.kubernetes.io/zone": node.az}),
         );
         cluster.set_node_pods(&node_name, max_pods);
+        // What the node image does (the EKS AMI's sysctl.d, kubelet's requirement): upstream's
+        // daemon relies on it and never sets it.
+        let ok = std::process::Command::new("ip")
+            .args(["netns", "exec", node.namespace.as_deref().unwrap()])
+            .args(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "set net.ipv4.ip_forward on the node");
         let dir = TempDir::new("upstream");
         std::fs::create_dir_all(dir.0.join("bin")).unwrap();
         for (name, var) in [
