@@ -473,6 +473,79 @@ fn eni_device_of(enis: &[NetworkInterface], ip: std::net::Ipv4Addr) -> Option<u3
         .and_then(|e| e.attachment.as_ref().and_then(|a| a.device_index))
 }
 
+/// The node's own wiring, without the pods' lines: every rule, every route of every table, the
+/// ENI links (`eth*`) and the sysctls both daemons set, with each ENI's primary address named by
+/// its device (`ENI<n>`) and MACs normalized.
+#[derive(Debug, PartialEq, Eq)]
+struct HostView {
+    rules: Vec<String>,
+    routes: Vec<String>,
+    links: Vec<String>,
+    sysctls: Vec<String>,
+}
+
+fn host_view(node_ns: &str, enis: &[NetworkInterface], pods: &[Pod]) -> HostView {
+    let names: Vec<String> = (0..enis.len()).map(|i| format!("ENI{i}")).collect();
+    let mut subs: Vec<(String, &str)> = Vec::new();
+    for (e, n) in enis.iter().zip(&names) {
+        if let Some(ip) = e.private_ip_address {
+            subs.push((ip.to_string(), n.as_str()));
+        }
+    }
+    let pod_line = |l: &str| {
+        pods.iter().any(|p| {
+            let ip = p.ip.to_string();
+            l.split_whitespace()
+                .any(|w| w == ip || w == format!("{ip}/32"))
+        }) || l.contains(" dev eni")
+    };
+    let keep = |s: String| -> String {
+        s.lines()
+            .filter(|l| !pod_line(l))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let links: String = ip_out(&["-n", node_ns, "-o", "link", "show"])
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|n| n.starts_with("eth"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let sysctl = |k: &str| -> String {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", node_ns, "sysctl", "-n", k])
+            .output()
+            .unwrap();
+        format!("{k}={}", String::from_utf8_lossy(&out.stdout).trim())
+    };
+    let mut rules = lines(&keep(ip_out(&["-n", node_ns, "-4", "rule", "show"])), &subs);
+    let mut routes = lines(
+        &keep(ip_out(&[
+            "-n", node_ns, "-4", "route", "show", "table", "all",
+        ])),
+        &subs,
+    );
+    rules.sort();
+    routes.sort();
+    HostView {
+        rules,
+        routes,
+        links: lines(&links, &subs),
+        sysctls: [
+            "net.ipv4.ip_forward",
+            "net.ipv4.conf.eth0.rp_filter",
+            "net.ipv4.conf.all.rp_filter",
+            "net.ipv4.tcp_early_demux",
+        ]
+        .iter()
+        .map(|k| sysctl(k))
+        .collect(),
+    }
+}
+
 fn wiring(node_ns: &str, pod: &Pod, device: Option<u32>) -> (String, Wiring) {
     let veth = host_veth(node_ns, pod);
     let ns = pod.ns.name.clone();
@@ -620,6 +693,25 @@ fn run(
     let (up_enis, our_enis) = (
         enis_of(&ec2, &up_node.instance_id),
         enis_of(&ec2, &our_node.instance_id),
+    );
+    // Upstream wires a new ENI some seconds after EC2 attached it (it waits for the attachment
+    // first): wait until each node has a `from <ENI address>` rule for every secondary ENI.
+    for (ns, enis) in [(up.netns(), &up_enis), (ours.netns(), &our_enis)] {
+        let began = Instant::now();
+        while ip_out(&["-n", ns, "-4", "rule", "show"])
+            .matches("32765:")
+            .count()
+            + 1
+            < enis.len()
+            && began.elapsed() < Duration::from_secs(30)
+        {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    d.eq(
+        &format!("{name} with {PODS} pods: the node's wiring"),
+        host_view(up.netns(), &up_enis, &up_pods),
+        host_view(ours.netns(), &our_enis, &our_pods),
     );
     let place = |enis: &[NetworkInterface], pods: &[Pod]| -> Vec<Option<u32>> {
         pods.iter().map(|p| eni_device_of(enis, p.ip)).collect()

@@ -99,15 +99,23 @@ impl UpstreamNode {
                     "topology.kubernetes.io/zone": node.az}),
         );
         cluster.set_node_pods(&node_name, max_pods);
-        // What the node image does (the EKS AMI's sysctl.d, kubelet's requirement): upstream's
-        // daemon relies on it and never sets it.
-        let ok = std::process::Command::new("ip")
-            .args(["netns", "exec", node.namespace.as_deref().unwrap()])
-            .args(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "set net.ipv4.ip_forward on the node");
+        // What the node image does (ip_forward: the EKS AMI's sysctl.d, kubelet's requirement)
+        // and what upstream's init container (aws-vpc-cni-init) does on an IPv4 node before the
+        // daemon starts: loose rp_filter on the primary interface, TCP early demux on. Their
+        // daemon relies on these and never sets them.
+        for kv in [
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.eth0.rp_filter=2",
+            "net.ipv4.tcp_early_demux=1",
+        ] {
+            let ok = std::process::Command::new("ip")
+                .args(["netns", "exec", node.namespace.as_deref().unwrap()])
+                .args(["sysctl", "-qw", kv])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "sysctl {kv} on the node");
+        }
         let dir = TempDir::new("upstream");
         std::fs::create_dir_all(dir.0.join("bin")).unwrap();
         for (name, var) in [
