@@ -515,8 +515,9 @@ fn host_view(node_ns: &str, enis: &[NetworkInterface], pods: &[Pod]) -> HostView
         .map(|l| format!("{l}\n"))
         .collect();
     let sysctl = |k: &str| -> String {
+        let path = format!("/proc/sys/{}", k.replace('.', "/"));
         let out = std::process::Command::new("ip")
-            .args(["netns", "exec", node_ns, "sysctl", "-n", k])
+            .args(["netns", "exec", node_ns, "cat", &path])
             .output()
             .unwrap();
         format!("{k}={}", String::from_utf8_lossy(&out.stdout).trim())

@@ -103,18 +103,19 @@ impl UpstreamNode {
         // and what upstream's init container (aws-vpc-cni-init) does on an IPv4 node before the
         // daemon starts: loose rp_filter on the primary interface, TCP early demux on. Their
         // daemon relies on these and never sets them.
-        for kv in [
-            "net.ipv4.ip_forward=1",
-            "net.ipv4.conf.eth0.rp_filter=2",
-            "net.ipv4.tcp_early_demux=1",
+        for (key, value) in [
+            ("net/ipv4/ip_forward", "1"),
+            ("net/ipv4/conf/eth0/rp_filter", "2"),
+            ("net/ipv4/tcp_early_demux", "1"),
         ] {
+            // /proc/sys/net is the namespace's own for a process inside it.
             let ok = std::process::Command::new("ip")
                 .args(["netns", "exec", node.namespace.as_deref().unwrap()])
-                .args(["sysctl", "-qw", kv])
+                .args(["sh", "-c", &format!("echo {value} > /proc/sys/{key}")])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
-            assert!(ok, "sysctl {kv} on the node");
+            assert!(ok, "{key}={value} on the node");
         }
         let dir = TempDir::new("upstream");
         std::fs::create_dir_all(dir.0.join("bin")).unwrap();
