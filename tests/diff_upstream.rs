@@ -88,7 +88,15 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "max-eni",
-            settings: vec![("MAX_ENI", "2")],
+            // Also the tags: the cluster's and additional ones on the ENIs each daemon creates.
+            settings: vec![
+                ("MAX_ENI", "2"),
+                ("CLUSTER_NAME", "diff-cluster"),
+                (
+                    "ADDITIONAL_ENI_TAGS",
+                    r#"{"team":"blue","cost-center":"42"}"#,
+                ),
+            ],
             max_pods: 29,
             fill: vec![(9, 0)],
             full: vec![(9, 0), (9, 0)],
@@ -176,10 +184,29 @@ mod compat {
         line.replace(" qlen 1000", "")
     }
 
-    /// compat.md C5: upstream tags every attached ENI it manages with
-    /// `node.k8s.amazonaws.com/instance_id`, the primary ENI included; ours tags only the ENIs it
-    /// creates.
-    pub const UNTAGGED_PRIMARY: &str = "node.k8s.amazonaws.com/instance_id";
+    /// compat.md C5: upstream tags every attached ENI it manages with the tags it gives the ENIs
+    /// it creates (`node.k8s.amazonaws.com/instance_id`; with `CLUSTER_NAME`
+    /// `cluster.k8s.amazonaws.com/name` and `eks:eni:owner`; the `ADDITIONAL_ENI_TAGS`), the
+    /// primary ENI included; ours tags only the ENIs it creates. The keys, for `settings`.
+    pub fn primary_eni_tags(settings: &[(&str, &str)]) -> Vec<String> {
+        let mut keys = vec!["node.k8s.amazonaws.com/instance_id".to_string()];
+        for (k, v) in settings {
+            match *k {
+                "CLUSTER_NAME" if !v.is_empty() => {
+                    keys.push("cluster.k8s.amazonaws.com/name".into());
+                    keys.push("eks:eni:owner".into());
+                }
+                "ADDITIONAL_ENI_TAGS" => {
+                    let extra: Value = serde_json::from_str(v).unwrap_or(Value::Null);
+                    if let Some(o) = extra.as_object() {
+                        keys.extend(o.keys().cloned());
+                    }
+                }
+                _ => {}
+            }
+        }
+        keys
+    }
 
     /// docs/ipam.md deviation 1 (compat.md C6): upstream picks the ENI a pod's address comes from
     /// and the ENI free addresses are released from in Go map order (effectively at random); ours
@@ -290,15 +317,23 @@ fn plain_tags(enis: &[NetworkInterface]) -> Vec<Vec<(String, String)>> {
 
 /// Compares the two nodes' ENIs. With `spread` false the per-ENI address and prefix counts are
 /// compared, with `spread` true only their totals (after releases, [`compat::PLACEMENT`]).
-fn compare_ec2(d: &mut Diffs, stage: &str, ec2: &Ec2Client, up: &Node, ours: &Node, spread: bool) {
-    let (a, b) = (
+fn compare_ec2(
+    d: &mut Diffs,
+    stage: &str,
+    ec2: &Ec2Client,
+    (up, ours): (&Node, &Node),
+    settings: &[(&str, &str)],
+    spread: bool,
+) {
+    let (mut a, b) = (
         enis_of(ec2, &up.instance_id),
         enis_of(ec2, &ours.instance_id),
     );
-    let (mut va, mut vb) = (eni_views(&a, up), eni_views(&b, ours));
-    for v in va.iter_mut().filter(|v| v.device_index == Some(0)) {
-        v.tag_keys.retain(|k| k != compat::UNTAGGED_PRIMARY);
+    let primary_tags = compat::primary_eni_tags(settings);
+    for e in a.iter_mut().filter(|e| e.id == up.primary_eni) {
+        e.tags.retain(|t| !primary_tags.contains(&t.key));
     }
+    let (mut va, mut vb) = (eni_views(&a, up), eni_views(&b, ours));
     if spread {
         let total = |v: &[EniView]| -> (usize, usize) {
             (
@@ -662,8 +697,8 @@ fn run(
         &mut d,
         &format!("{name} after the fill"),
         &ec2,
-        up_node,
-        our_node,
+        (up_node, our_node),
+        &settings,
         false,
     );
 
@@ -686,8 +721,8 @@ fn run(
         &mut d,
         &format!("{name} with {PODS} pods"),
         &ec2,
-        up_node,
-        our_node,
+        (up_node, our_node),
+        &settings,
         false,
     );
 
@@ -814,8 +849,8 @@ fn run(
         &mut d,
         &format!("{name} after the pods are gone"),
         &ec2,
-        up_node,
-        our_node,
+        (up_node, our_node),
+        &settings,
         true,
     );
     if !d.0.is_empty() {
