@@ -310,8 +310,9 @@ pub fn hand_over_from_upstream() {
     let legacy = legacy_tables();
     if legacy.iter().any(|t| t == "nat" || t == "mangle") {
         log::warn!(
-            "legacy iptables tables {legacy:?} exist: rules the Go VPC CNI left there (AWS-SNAT-CHAIN-0, \
-             AWS-CONNMARK-CHAIN-0, mangle \"AWS, primary ENI\") are not removed; see docs/compat.md"
+            "legacy iptables tables {legacy:?} exist: if the Go VPC CNI ran with iptables-legacy, its \
+             rules there (AWS-SNAT-CHAIN-0, AWS-CONNMARK-CHAIN-0, mangle \"AWS, primary ENI\") are not \
+             removed and its SNAT runs before ours; see docs/compat.md"
         );
     }
 }
