@@ -662,12 +662,27 @@ fn handover_removes_upstreams_iptables_nft_rules_and_leaves_the_others() {
         "upstream's SNAT (nat POSTROUTING, priority 100) runs before ours"
     );
 
+    // An excluded CIDR in our table changes nothing while upstream's SNAT runs first.
+    let mut excluded = config();
+    excluded.exclude_cidrs.push(net("192.0.2.0/24"));
+    assert_eq!(nft.apply(&excluded).unwrap(), Outcome::Replaced);
+    assert_eq!(
+        exchange(&t, "excluded, upstream's rules present").0.ip(),
+        ip("192.0.2.7")
+    );
+
     let removed = nft.remove_upstream_iptables().unwrap();
     assert_eq!(
         removed.chains,
         vec![("nat".to_string(), "AWS-SNAT-CHAIN-0".to_string())]
     );
     assert_eq!(removed.rules.len(), 5, "{removed:?}");
+    assert_eq!(
+        exchange(&t, "excluded, after the handover").0.ip(),
+        ip("10.0.1.5"),
+        "the exclusion takes effect"
+    );
+    assert_eq!(nft.apply(&config()).unwrap(), Outcome::Replaced);
     assert_eq!(exchange(&t, "after the handover").0.ip(), ip("192.0.2.1"));
     let nat = iptables_nft(&t.node_name, &["-t", "nat", "-S"]);
     assert!(!nat.contains("AWS"), "{nat}");
