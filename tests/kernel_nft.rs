@@ -500,3 +500,246 @@ fn connmark_restore_keeps_other_mark_bits_and_bit_0x80_follows_the_ct_mark() {
         nft_cmd(ns, "list table ip marktest")
     );
 }
+
+/// Runs `iptables-nft <args>` in the namespace `ns` (what upstream v1.23 and kube-proxy's iptables
+/// mode run on an iptables-nft node); panics if it fails.
+fn iptables_nft(ns: &str, args: &[&str]) -> String {
+    let mut a = vec!["netns", "exec", ns, "iptables-nft"];
+    a.extend_from_slice(args);
+    netns::run("ip", &a)
+}
+
+/// Upstream v1.23's iptables-nft rules (as its `buildIptablesSNATRules` writes them, translating to
+/// 192.0.2.7 so the test can tell them from ours) and one rule of another agent in each table.
+fn upstream_iptables(ns: &str) {
+    for args in [
+        &["-t", "nat", "-N", "AWS-SNAT-CHAIN-0"][..],
+        &["-t", "nat", "-N", "KUBE-POSTROUTING"],
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-m",
+            "comment",
+            "--comment",
+            "kubernetes postrouting rules",
+            "-j",
+            "KUBE-POSTROUTING",
+        ],
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "KUBE-POSTROUTING",
+            "-m",
+            "mark",
+            "--mark",
+            "0x4000/0x4000",
+            "-j",
+            "MASQUERADE",
+        ],
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-m",
+            "comment",
+            "--comment",
+            "AWS SNAT CHAIN",
+            "-j",
+            "AWS-SNAT-CHAIN-0",
+        ],
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "AWS-SNAT-CHAIN-0",
+            "-d",
+            "10.0.0.0/16",
+            "-m",
+            "comment",
+            "--comment",
+            "AWS SNAT CHAIN",
+            "-j",
+            "RETURN",
+        ],
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "AWS-SNAT-CHAIN-0",
+            "!",
+            "-o",
+            "vlan+",
+            "-m",
+            "comment",
+            "--comment",
+            "AWS, SNAT",
+            "-m",
+            "addrtype",
+            "!",
+            "--dst-type",
+            "LOCAL",
+            "-j",
+            "SNAT",
+            "--to-source",
+            "192.0.2.7",
+            "--random-fully",
+        ],
+        &[
+            "-t",
+            "mangle",
+            "-A",
+            "PREROUTING",
+            "-m",
+            "comment",
+            "--comment",
+            "AWS, primary ENI",
+            "-i",
+            "eth0",
+            "-m",
+            "addrtype",
+            "--dst-type",
+            "LOCAL",
+            "--limit-iface-in",
+            "-j",
+            "CONNMARK",
+            "--set-mark",
+            "0x80/0x80",
+        ],
+        &[
+            "-t",
+            "mangle",
+            "-A",
+            "PREROUTING",
+            "-m",
+            "comment",
+            "--comment",
+            "AWS, primary ENI",
+            "-i",
+            "eni+",
+            "-j",
+            "CONNMARK",
+            "--restore-mark",
+            "--mask",
+            "0x80",
+        ],
+        &[
+            "-t",
+            "mangle",
+            "-A",
+            "PREROUTING",
+            "-i",
+            "eth0",
+            "-m",
+            "comment",
+            "--comment",
+            "another agent",
+            "-j",
+            "MARK",
+            "--set-xmark",
+            "0x1/0x1",
+        ],
+    ] {
+        iptables_nft(ns, args);
+    }
+}
+
+/// Upstream's iptables-nft SNAT left on the node wins over our table (first NAT chain wins), so
+/// our rules have no effect until the handover removes upstream's rules and chains; kube-proxy's
+/// and other agents' rules stay, and a second run finds nothing.
+#[test]
+fn handover_removes_upstreams_iptables_nft_rules_and_leaves_the_others() {
+    let t = topology();
+    upstream_iptables(&t.node_name);
+    let mut nft = Nft::open_in(&t.node).unwrap();
+    assert_eq!(nft.apply(&config()).unwrap(), Outcome::Replaced);
+    assert_eq!(
+        exchange(&t, "upstream's rules present").0.ip(),
+        ip("192.0.2.7"),
+        "upstream's SNAT (nat POSTROUTING, priority 100) runs before ours"
+    );
+
+    // An excluded CIDR in our table changes nothing while upstream's SNAT runs first.
+    let mut excluded = config();
+    excluded.exclude_cidrs.push(net("192.0.2.0/24"));
+    assert_eq!(nft.apply(&excluded).unwrap(), Outcome::Replaced);
+    assert_eq!(
+        exchange(&t, "excluded, upstream's rules present").0.ip(),
+        ip("192.0.2.7")
+    );
+
+    let removed = nft.remove_upstream_iptables().unwrap();
+    assert_eq!(
+        removed.chains,
+        vec![("nat".to_string(), "AWS-SNAT-CHAIN-0".to_string())]
+    );
+    assert_eq!(removed.rules.len(), 5, "{removed:?}");
+    assert_eq!(
+        exchange(&t, "excluded, after the handover").0.ip(),
+        ip("10.0.1.5"),
+        "the exclusion takes effect"
+    );
+    assert_eq!(nft.apply(&config()).unwrap(), Outcome::Replaced);
+    assert_eq!(exchange(&t, "after the handover").0.ip(), ip("192.0.2.1"));
+    let nat = iptables_nft(&t.node_name, &["-t", "nat", "-S"]);
+    assert!(!nat.contains("AWS"), "{nat}");
+    assert!(nat.contains("-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING"), "{nat}");
+    assert!(
+        nat.contains("-A KUBE-POSTROUTING -m mark --mark 0x4000/0x4000 -j MASQUERADE"),
+        "{nat}"
+    );
+    let mangle = iptables_nft(&t.node_name, &["-t", "mangle", "-S"]);
+    assert!(!mangle.contains("AWS"), "{mangle}");
+    assert!(mangle.contains("another agent"), "{mangle}");
+    assert!(nft.remove_upstream_iptables().unwrap().is_empty());
+    assert_eq!(
+        nft.apply(&config()).unwrap(),
+        Outcome::Unchanged,
+        "our table untouched"
+    );
+}
+
+/// kube-proxy's SNAT (here an iptables-nft `nat POSTROUTING` rule translating pod traffic to
+/// 192.0.2.8) wins over ours whichever table was created first: our SNAT chain's priority is
+/// srcnat + 10, not srcnat, and the first NAT chain that translates a connection decides.
+#[test]
+fn kube_proxys_snat_runs_before_ours_whichever_was_created_first() {
+    let kube = [
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-s",
+        "10.0.1.5",
+        "-m",
+        "comment",
+        "--comment",
+        "kube-proxy-like",
+        "-j",
+        "SNAT",
+        "--to-source",
+        "192.0.2.8",
+    ];
+    for ours_first in [true, false] {
+        let t = topology();
+        let mut nft = Nft::open_in(&t.node).unwrap();
+        if ours_first {
+            nft.apply(&config()).unwrap();
+            iptables_nft(&t.node_name, &kube);
+        } else {
+            iptables_nft(&t.node_name, &kube);
+            nft.apply(&config()).unwrap();
+        }
+        assert_eq!(
+            exchange(&t, "both SNATs").0.ip(),
+            ip("192.0.2.8"),
+            "ours created first: {ours_first}"
+        );
+        // Traffic kube-proxy leaves alone is ours to translate.
+        iptables_nft(&t.node_name, &["-t", "nat", "-F", "POSTROUTING"]);
+        assert_eq!(exchange(&t, "ours alone").0.ip(), ip("192.0.2.1"));
+    }
+}

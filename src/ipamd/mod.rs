@@ -52,6 +52,7 @@ pub fn daemon_main() -> ExitCode {
         log::warn!("{w}");
     }
     log::info!("ipamd {} ({}) starting", crate::VERSION, crate::GIT_REV);
+    crate::nft::handover::hand_over_from_upstream();
     let net = match kernel_node::KernelNode::open(node_plan::NodeSettings::from_config(&cfg)) {
         Ok(n) => n,
         Err(e) => {

@@ -8,6 +8,8 @@
 
 pub use vpc_cni_core::nft::*;
 
+pub mod handover;
+
 use crate::netlink::socket::{NlSocket, Protocol};
 use crate::netlink::{libc_errno, Cause, Error, Netns};
 

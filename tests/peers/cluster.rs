@@ -57,6 +57,12 @@ fn wrapped(netns: Option<&str>, program: &Path) -> Command {
 impl Cluster {
     /// Starts etcd and kube-apiserver (in `netns` when given) and waits until the API server is ready (60 s).
     pub fn start(tag: &str, netns: Option<&str>) -> Cluster {
+        Cluster::start_bound(tag, netns, "127.0.0.1")
+    }
+
+    /// Like [`start`](Self::start), the API server listening on `bind` (an address of `netns`, e.g. a
+    /// VPC-in-a-box node's primary address, so daemons on the other nodes reach it through the VPC).
+    pub fn start_bound(tag: &str, netns: Option<&str>, bind: &str) -> Cluster {
         let dir = std::env::temp_dir().join(format!("vcni-kube-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("certs")).expect("create cluster dir");
@@ -107,8 +113,8 @@ impl Cluster {
         let api_log = std::fs::File::create(dir.join("kube-apiserver.log")).expect("apiserver log");
         let apiserver = wrapped(netns, &peer("kube", "VPC_CNI_PEER_KUBE_APISERVER"))
             .arg(format!("--etcd-servers={client_url}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg("--advertise-address=127.0.0.1")
+            .arg(format!("--bind-address={bind}"))
+            .arg(format!("--advertise-address={bind}"))
             .arg(format!("--secure-port={api_port}"))
             .arg(format!("--cert-dir={}", dir.join("certs").display()))
             .arg(format!(
@@ -133,7 +139,7 @@ impl Cluster {
             .spawn()
             .expect("start kube-apiserver");
         cluster.procs.push(apiserver);
-        cluster.server = format!("https://127.0.0.1:{api_port}");
+        cluster.server = format!("https://{bind}:{api_port}");
         std::fs::write(&cluster.kubeconfig, cluster.kubeconfig_text()).expect("kubeconfig");
 
         let deadline = Instant::now() + Duration::from_secs(90);

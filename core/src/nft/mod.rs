@@ -10,7 +10,7 @@
 //! ```text
 //! table ip aws-cni {
 //!   chain snat-postrouting {            # upstream AWS-SNAT-CHAIN-0 (absent with external SNAT)
-//!     type nat hook postrouting priority srcnat; policy accept;
+//!     type nat hook postrouting priority srcnat + 10; policy accept;
 //!     ip daddr 10.0.0.0/16 return       # each VPC CIDR, then each AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS entry
 //!     oifname != "vlan*" fib daddr type != local snat ip to 10.0.0.10 fully-random
 //!   }
@@ -26,7 +26,7 @@
 //!     ct mark & 0x80 == 0 meta mark set meta mark & 0xffffff7f     #   restore bit 0x80
 //!   }
 //!   chain mangle-prerouting {           # NodePort replies and later packets
-//!     type filter hook prerouting priority mangle; policy accept;
+//!     type filter hook prerouting priority mangle + 10; policy accept;
 //!     iifname "eth0" fib daddr . iif type local ct mark set ct mark | 0x80   # only with node port support
 //!     iifname "eni*" ct mark & 0x80 == 0x80 meta mark set meta mark | 0x80
 //!     iifname "eni*" ct mark & 0x80 == 0 meta mark set meta mark & 0xffffff7f
@@ -66,20 +66,29 @@ use tree::{decode_exprs, ExprTree};
 /// Name of our table (family `ip`); the same name as upstream's nftables connmark table, which
 /// this one supersedes.
 pub const TABLE: &str = "aws-cni";
+/// Priority of `snat-postrouting`: srcnat + 10, so it runs after iptables-nft's `nat POSTROUTING`
+/// and kube-proxy's `nat-postrouting` (both srcnat, 100). The first NAT chain that translates a
+/// connection wins, so kube-proxy's masquerade keeps precedence, as its jump placed first did
+/// under iptables; at equal priorities the order would depend on which chain was created last.
+pub const SNAT_PRIORITY: i32 = 110;
+/// Priority of `nat-prerouting`: dstnat + 10, after kube-proxy's DNAT (dstnat, -100), as upstream's.
+pub const NAT_PREROUTING_PRIORITY: i32 = -90;
+/// Priority of `mangle-prerouting`: mangle + 10, after iptables-nft's `mangle PREROUTING` (-150).
+pub const MANGLE_PRIORITY: i32 = -140;
 /// The connmark upstream uses by default (`AWS_VPC_K8S_CNI_CONNMARK`).
 pub const CONNMARK: u32 = crate::config::DEFAULT_CONNMARK;
 
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
-const NFNL_MSG_BATCH_END: u16 = 0x11;
+pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
+pub const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+pub const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
-const NFT_MSG_GETCHAIN: u16 = 4;
+pub const NFT_MSG_GETCHAIN: u16 = 4;
 const NFT_MSG_NEWRULE: u16 = 6;
-const NFT_MSG_GETRULE: u16 = 7;
-const NFPROTO_IPV4: u8 = 2;
+pub const NFT_MSG_GETRULE: u16 = 7;
+pub const NFPROTO_IPV4: u8 = 2;
 const NF_INET_PRE_ROUTING: u32 = 0;
 const NF_INET_POST_ROUTING: u32 = 4;
 const NF_ACCEPT: u32 = 1;
@@ -204,7 +213,7 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
             hook: Some(Hook {
                 kind: "nat",
                 hook: NF_INET_POST_ROUTING,
-                priority: 100,
+                priority: SNAT_PRIORITY,
                 policy: NF_ACCEPT,
             }),
             rules: snat,
@@ -233,7 +242,7 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
             hook: Some(Hook {
                 kind: "nat",
                 hook: NF_INET_PRE_ROUTING,
-                priority: -90,
+                priority: NAT_PREROUTING_PRIORITY,
                 policy: NF_ACCEPT,
             }),
             rules,
@@ -255,7 +264,7 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
             hook: Some(Hook {
                 kind: "filter",
                 hook: NF_INET_PRE_ROUTING,
-                priority: -150,
+                priority: MANGLE_PRIORITY,
                 policy: NF_ACCEPT,
             }),
             rules,
@@ -267,12 +276,14 @@ pub fn ruleset(cfg: &SnatConfig) -> Result<Option<Ruleset>, String> {
     Ok(Some(Ruleset { chains }))
 }
 
-fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
+/// The nfnetlink header of a message: address family and resource id.
+pub fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
     let r = res_id.to_be_bytes();
     [family, 0, r[0], r[1]]
 }
 
-fn msg_type(m: u16) -> u16 {
+/// An nftables message type in the nfnetlink subsystem numbering.
+pub fn msg_type(m: u16) -> u16 {
     (NFNL_SUBSYS_NFTABLES << 8) | m
 }
 
@@ -422,7 +433,8 @@ pub fn get_rules_request() -> Vec<u8> {
     m.finish()
 }
 
-fn str_attr(d: &[u8]) -> String {
+/// A NUL-terminated string attribute as text.
+pub fn str_attr(d: &[u8]) -> String {
     String::from_utf8_lossy(d.split(|&c| c == 0).next().unwrap_or(d)).into_owned()
 }
 

@@ -140,7 +140,7 @@ fn chain_hooks_and_batch_layout() {
         vec![
             (
                 "snat-postrouting",
-                Some(("nat", NF_INET_POST_ROUTING, 100, NF_ACCEPT))
+                Some(("nat", NF_INET_POST_ROUTING, 110, NF_ACCEPT))
             ),
             ("snat-mark", None),
             (
@@ -149,7 +149,7 @@ fn chain_hooks_and_batch_layout() {
             ),
             (
                 "mangle-prerouting",
-                Some(("filter", NF_INET_PRE_ROUTING, -150, NF_ACCEPT))
+                Some(("filter", NF_INET_PRE_ROUTING, -140, NF_ACCEPT))
             ),
         ]
     );
