@@ -185,6 +185,46 @@ fn warm_ip_target_shrinks_back_once_pods_leave_and_cooldown_ends() {
 }
 
 #[test]
+fn a_decrease_tick_that_released_nothing_does_not_hold_back_the_next_release() {
+    // IP_COOLDOWN_PERIOD=5: the surplus is cool 5 s after the last DEL. Ticks before that find
+    // only cooling addresses; they must not start the 30 s decrease interval.
+    let mut node = Node::with_cooldown(
+        AddressMode::SecondaryIpv4,
+        PoolConfig {
+            warm_ip_target: Some(2),
+            max_pods: M4_4XLARGE_MAX_PODS,
+            ..PoolConfig::default()
+        },
+        M4_4XLARGE,
+        Duration::from_secs(5),
+    );
+    grow(&mut node, 12);
+    let deleted_at = node.now;
+    for p in 1..=12 {
+        let _ = node.ds.unassign(&key(p), node.now);
+    }
+    let mut first_release = None;
+    for _ in 0..12 {
+        let at = node.now;
+        if node
+            .tick()
+            .iter()
+            .any(|a| matches!(a.kind, ActionKind::UnassignAddresses { .. }))
+        {
+            first_release = Some(at);
+            break;
+        }
+    }
+    let after = first_release
+        .expect("no release within a minute")
+        .saturating_since(deleted_at);
+    assert!(
+        after <= Duration::from_secs(10),
+        "the surplus went {after:?} after the last DEL; cool after 5 s, ticks every 5 s"
+    );
+}
+
+#[test]
 fn at_most_one_decrease_per_30_seconds() {
     let mut node = m4(PoolConfig {
         warm_ip_target: Some(1),

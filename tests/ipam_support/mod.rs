@@ -527,11 +527,18 @@ pub fn request(i: u32, unix_nanos: i64) -> AssignRequest {
 impl Node {
     /// A node with only its primary ENI (device 0, no secondary addresses), as at first boot.
     pub fn new(mode: AddressMode, cfg: PoolConfig, limits: InstanceLimits) -> Self {
+        Self::with_cooldown(mode, cfg, limits, Duration::from_secs(30))
+    }
+
+    /// Like [`new`](Self::new) with IP_COOLDOWN_PERIOD `ip_cooldown`.
+    pub fn with_cooldown(
+        mode: AddressMode,
+        cfg: PoolConfig,
+        limits: InstanceLimits,
+        ip_cooldown: Duration,
+    ) -> Self {
         let now = Instant::from_secs(1000);
-        let mut ds = Datastore::new(DatastoreConfig {
-            mode,
-            ip_cooldown: Duration::from_secs(30),
-        });
+        let mut ds = Datastore::new(DatastoreConfig { mode, ip_cooldown });
         ds.add_eni(
             EniSpec {
                 id: "eni-0".into(),

@@ -583,9 +583,15 @@ impl Pool {
                 kinds.extend(room);
             }
         } else if a.too_high && !self.decrease_blocked(now) {
-            kinds.extend(self.decrease(ds, &a, now));
-            self.last_decrease = Some(now);
-            self.last_pool_action = Some(now);
+            let released = self.decrease(ds, &a, now);
+            // Upstream starts its decrease interval on every decrease tick; one that released
+            // nothing (every surplus address still cooling) must not hold the release back 30 s
+            // after the cooldown ends.
+            if !released.is_empty() {
+                self.last_decrease = Some(now);
+                self.last_pool_action = Some(now);
+            }
+            kinds.extend(released);
         }
         // Upstream may grow and free in one tick only in corner cases (an empty ENI with
         // WARM_PREFIX_TARGET=0); we never free in a tick that grows, so the two cannot fight.
