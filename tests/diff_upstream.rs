@@ -184,30 +184,6 @@ mod compat {
         line.replace(" qlen 1000", "")
     }
 
-    /// compat.md C5: upstream tags every attached ENI it manages with the tags it gives the ENIs
-    /// it creates (`node.k8s.amazonaws.com/instance_id`; with `CLUSTER_NAME`
-    /// `cluster.k8s.amazonaws.com/name` and `eks:eni:owner`; the `ADDITIONAL_ENI_TAGS`), the
-    /// primary ENI included; ours tags only the ENIs it creates. The keys, for `settings`.
-    pub fn primary_eni_tags(settings: &[(&str, &str)]) -> Vec<String> {
-        let mut keys = vec!["node.k8s.amazonaws.com/instance_id".to_string()];
-        for (k, v) in settings {
-            match *k {
-                "CLUSTER_NAME" if !v.is_empty() => {
-                    keys.push("cluster.k8s.amazonaws.com/name".into());
-                    keys.push("eks:eni:owner".into());
-                }
-                "ADDITIONAL_ENI_TAGS" => {
-                    let extra: Value = serde_json::from_str(v).unwrap_or(Value::Null);
-                    if let Some(o) = extra.as_object() {
-                        keys.extend(o.keys().cloned());
-                    }
-                }
-                _ => {}
-            }
-        }
-        keys
-    }
-
     /// docs/ipam.md deviation 1 (compat.md C6): upstream picks the ENI a pod's address comes from
     /// and the ENI free addresses are released from in Go map order (effectively at random); ours
     /// uses the lowest device first for pods and the highest first for releases. So which ENI a pod
@@ -322,17 +298,12 @@ fn compare_ec2(
     stage: &str,
     ec2: &Ec2Client,
     (up, ours): (&Node, &Node),
-    settings: &[(&str, &str)],
     spread: bool,
 ) {
-    let (mut a, b) = (
+    let (a, b) = (
         enis_of(ec2, &up.instance_id),
         enis_of(ec2, &ours.instance_id),
     );
-    let primary_tags = compat::primary_eni_tags(settings);
-    for e in a.iter_mut().filter(|e| e.id == up.primary_eni) {
-        e.tags.retain(|t| !primary_tags.contains(&t.key));
-    }
     let (mut va, mut vb) = (eni_views(&a, up), eni_views(&b, ours));
     if spread {
         let total = |v: &[EniView]| -> (usize, usize) {
@@ -698,7 +669,6 @@ fn run(
         &format!("{name} after the fill"),
         &ec2,
         (up_node, our_node),
-        &settings,
         false,
     );
 
@@ -722,7 +692,6 @@ fn run(
         &format!("{name} with {PODS} pods"),
         &ec2,
         (up_node, our_node),
-        &settings,
         false,
     );
 
@@ -850,7 +819,6 @@ fn run(
         &format!("{name} after the pods are gone"),
         &ec2,
         (up_node, our_node),
-        &settings,
         true,
     );
     if !d.0.is_empty() {

@@ -742,7 +742,7 @@ fn introspection_and_metrics_turn_off_and_introspection_serves_on_a_unix_socket(
 }
 
 #[test]
-fn cluster_name_and_additional_eni_tags_are_on_the_enis_ipamd_creates() {
+fn cluster_name_and_additional_eni_tags_are_on_every_eni_ipamd_manages() {
     let mut sim = VpcSim::start("e2mtg");
     let n1 = sim.launch_node("m5.large");
     let (x, _) = ec2_test_user(&sim);
@@ -759,7 +759,7 @@ fn cluster_name_and_additional_eni_tags_are_on_the_enis_ipamd_creates() {
     wait_shape(&x, &d, Duration::from_secs(30), &[(9, 0), (9, 0)]);
     let all = enis(&x, &n1.instance_id);
     let made = &all[1];
-    for (k, v) in [
+    let want = [
         ("cluster.k8s.amazonaws.com/name", "e2e-cluster"),
         ("eks:eni:owner", "amazon-vpc-cni"),
         ("team", "blue"),
@@ -768,23 +768,37 @@ fn cluster_name_and_additional_eni_tags_are_on_the_enis_ipamd_creates() {
             "node.k8s.amazonaws.com/instance_id",
             n1.instance_id.as_str(),
         ),
-    ] {
-        assert_eq!(
-            made.tag(k),
-            Some(v),
-            "tag {k} on {}: {:?}",
-            made.id,
-            made.tags
-        );
+    ];
+    // The primary ENI gets them at start too, as upstream's TagENI does, but not createdAt.
+    for eni in [made, &all[0]] {
+        for (k, v) in want {
+            assert_eq!(eni.tag(k), Some(v), "tag {k} on {}: {:?}", eni.id, eni.tags);
+        }
     }
+    assert_eq!(all[0].tag("node.k8s.amazonaws.com/createdAt"), None);
     assert!(made.tag("node.k8s.amazonaws.com/createdAt").is_some());
     assert_eq!(
         made.tag("node.k8s.amazonaws.com/mine"),
         None,
         "a reserved key from ADDITIONAL_ENI_TAGS is dropped"
     );
-    // The primary ENI is not ipamd's: none of its tags were added there.
-    assert_eq!(all[0].tag("team"), None);
+    // A restart finds every tag in place and writes none.
+    let calls = sim.calls(Some("CreateTags")).unwrap().len();
+    drop(d);
+    let d = Ipamd::start(
+        &n1,
+        &[
+            ("CLUSTER_NAME", "e2e-cluster"),
+            ("ADDITIONAL_ENI_TAGS", tags),
+            ("WARM_ENI_TARGET", "2"),
+        ],
+    );
+    wait_shape(&x, &d, Duration::from_secs(30), &[(9, 0), (9, 0)]);
+    assert_eq!(
+        sim.calls(Some("CreateTags")).unwrap().len(),
+        calls,
+        "tags written again"
+    );
 }
 
 /// Waits until the node's ENIs in EC2 (read as the test user) have this shape.

@@ -377,6 +377,8 @@ impl Daemon {
 
         // EC2's view of the attached ENIs (EC2 wins over IMDS).
         let t = StdInstant::now();
+        // Each attached ENI's tags, as EC2 describes them.
+        let mut attached_tags: Vec<(String, Vec<ec2::Tag>)> = Vec::new();
         let observed: Vec<reconcile::ObservedEni> = match &ec2 {
             Some(ec2) => {
                 let w = StdInstant::now();
@@ -387,6 +389,10 @@ impl Daemon {
                     })
                     .map_err(|e| fail("describe ENIs")(e.to_string()))?;
                 ec2_wait += w.elapsed();
+                attached_tags = attached
+                    .iter()
+                    .map(|ni| (ni.id.clone(), ni.tags.clone()))
+                    .collect();
                 observe_attached(&attached, &interfaces, &primary)
             }
             None => interfaces
@@ -482,6 +488,31 @@ impl Daemon {
             });
         if cfg.disable_network_resource_provisioning {
             info!("DISABLE_NETWORK_RESOURCE_PROVISIONING: no mutating EC2 call; the pool is what is attached");
+        }
+        // Upstream tags every managed ENI (trunk and no_manage ones aside) with the node's ENI tags
+        // at start, the primary included, so tooling that finds a node's ENIs by tag sees them all.
+        // A failure is logged, not fatal: the tags matter to people, not to the pool.
+        if let Some(ex) = &executor {
+            let t = StdInstant::now();
+            for o in observed
+                .iter()
+                .filter(|o| !o.spec.unmanaged && !o.spec.is_trunk)
+            {
+                let current = attached_tags
+                    .iter()
+                    .find(|(id, _)| *id == o.spec.id)
+                    .map(|(_, tags)| tags.as_slice())
+                    .unwrap_or_default();
+                match ex.tag_managed_eni(&o.spec.id, current) {
+                    Ok(added) if !added.is_empty() => {
+                        let keys: Vec<&str> = added.iter().map(|t| t.key.as_str()).collect();
+                        info!("tagged ENI {} with {}", o.spec.id, keys.join(", "));
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!("CreateTags for ENI {}: {e}", o.spec.id),
+                }
+            }
+            ec2_wait += t.elapsed();
         }
 
         let state = manager::shared(ds, pool);

@@ -179,6 +179,26 @@ impl Executor {
         tags
     }
 
+    /// The node's ENI tags (those of [`eni_tags`](Self::eni_tags) but createdAt, which marks only
+    /// ENIs ipamd created) that `current` lacks or holds with another value (upstream `TagENI`).
+    pub fn missing_tags(&self, current: &[Tag]) -> Vec<Tag> {
+        self.eni_tags()
+            .into_iter()
+            .filter(|t| t.key != TAG_CREATED_AT)
+            .filter(|t| !current.iter().any(|c| c.key == t.key && c.value == t.value))
+            .collect()
+    }
+
+    /// Tags an attached ENI ipamd manages with the node's ENI tags it lacks, as upstream does at
+    /// start for every managed ENI, the primary included. Returns the tags written (none: no call).
+    pub fn tag_managed_eni(&self, eni: &str, current: &[Tag]) -> Result<Vec<Tag>, Ec2Error> {
+        let missing = self.missing_tags(current);
+        if !missing.is_empty() {
+            self.ec2.create_tags(&[eni.to_string()], &missing)?;
+        }
+        Ok(missing)
+    }
+
     /// Executes `action`. `used_devices` are the device indexes the node's ENIs hold as far as the
     /// datastore knows (a new ENI takes the lowest free one).
     pub fn execute(&self, action: &Action, used_devices: &BTreeSet<u32>) -> Executed {
