@@ -177,13 +177,6 @@ mod compat {
         (up, ours)
     }
 
-    /// compat.md C4: upstream creates both ends of the pod's veth with a transmit queue length of
-    /// 0, ours with the kernel's default (1000, shown as `qlen 1000`). Both have the `noqueue`
-    /// qdisc, which does not use it.
-    pub fn link_without_qlen(line: &str) -> String {
-        line.replace(" qlen 1000", "")
-    }
-
     /// docs/ipam.md deviation 1 (compat.md C6): upstream picks the ENI a pod's address comes from
     /// and the ENI free addresses are released from in Go map order (effectively at random); ours
     /// uses the lowest device first for pods and the highest first for releases. So which ENI a pod
@@ -586,19 +579,13 @@ fn wiring(node_ns: &str, pod: &Pod, device: Option<u32>) -> (String, Wiring) {
             &subs,
         ),
         pod_neighbours: lines(&perm(ip_out(&["-n", &ns, "neigh", "show"])), &subs),
-        pod_link: lines(&ip_out(&["-n", &ns, "-o", "link", "show"]), &subs)
-            .iter()
-            .map(|l| compat::link_without_qlen(l))
-            .collect(),
+        pod_link: lines(&ip_out(&["-n", &ns, "-o", "link", "show"]), &subs),
         host_routes: lines(&node_routes, &subs),
         host_rules: lines(&node_rules, &subs),
         host_link: lines(
             &ip_out(&["-n", node_ns, "-o", "link", "show", "dev", &veth]),
             &subs,
-        )
-        .iter()
-        .map(|l| compat::link_without_qlen(l))
-        .collect(),
+        ),
         host_neighbours: lines(
             &perm(ip_out(&["-n", node_ns, "neigh", "show", "dev", &veth])),
             &subs,

@@ -39,6 +39,7 @@ fn wire_pair(
         mac: None,
         peer_mac: None,
         peer_netns: Some(b),
+        tx_queue_len: None,
     })
     .unwrap();
     let ia = na
@@ -123,6 +124,7 @@ fn link_attributes_change_and_errors_name_the_object() {
         mac: Some("02:00:00:00:00:0a".parse().unwrap()),
         peer_mac: Some("02:00:00:00:00:0b".parse().unwrap()),
         peer_netns: None,
+        tx_queue_len: None,
     };
     nl.add_veth(&spec).unwrap();
     let a = nl.link_by_name("va").unwrap().unwrap();
@@ -185,6 +187,7 @@ fn addresses_v4_and_v6_add_list_delete() {
         mac: None,
         peer_mac: None,
         peer_netns: None,
+        tx_queue_len: None,
     };
     nl.add_veth(&spec).unwrap();
     let i = nl.link_by_name("a0").unwrap().unwrap().index;
@@ -358,6 +361,7 @@ fn permanent_neighbours_v4_and_v6() {
         mac: None,
         peer_mac: None,
         peer_netns: None,
+        tx_queue_len: None,
     };
     nl.add_veth(&spec).unwrap();
     let i = nl.link_by_name("n0").unwrap().unwrap().index;
@@ -402,6 +406,7 @@ fn socket_opened_in_a_namespace_stays_bound_to_it_from_another_thread() {
         mac: None,
         peer_mac: None,
         peer_netns: None,
+        tx_queue_len: None,
     };
     let names = std::thread::spawn(move || {
         nl.add_veth(&spec).unwrap();
@@ -519,6 +524,7 @@ fn ipv6_pod_routes_rules_and_multipart_dumps() {
         mac: None,
         peer_mac: None,
         peer_netns: None,
+        tx_queue_len: None,
     };
     nl.add_veth(&spec).unwrap();
     let i = nl.link_by_name("v6a").unwrap().unwrap().index;

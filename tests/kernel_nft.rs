@@ -56,6 +56,7 @@ fn topology() -> Topology {
         mac: None,
         peer_mac: None,
         peer_netns: Some(&node),
+        tx_queue_len: None,
     })
     .unwrap();
     let pod_if = np.link_by_name("eth0").unwrap().unwrap();
@@ -83,6 +84,7 @@ fn topology() -> Topology {
         mac: None,
         peer_mac: None,
         peer_netns: Some(&peer),
+        tx_queue_len: None,
     })
     .unwrap();
     let node_eth0 = nn.link_by_name("eth0").unwrap().unwrap().index;
@@ -305,6 +307,7 @@ fn sysctls_are_written_in_the_namespace_of_the_calling_thread() {
         mac: None,
         peer_mac: None,
         peer_netns: None,
+        tx_queue_len: None,
     })
     .unwrap();
     n.run(|| {

@@ -128,6 +128,10 @@ impl KernelNet {
                     mac: None,
                     peer_mac: None,
                     peer_netns: Some(&self.host_ns),
+                    // Upstream's veths have no transmit queue length (0, the zero value of its
+                    // netlink library's link attributes). Both ends use noqueue either way; a
+                    // queueing qdisc added later without a limit of its own would take it.
+                    tx_queue_len: Some(0),
                 })
                 .map_err(NetCause::from)
             }

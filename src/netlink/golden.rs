@@ -58,6 +58,23 @@ fn veth_with_peer_in_namespace() {
         mac: Some("02:00:00:00:00:0a".parse().unwrap()),
         peer_mac: Some("02:00:00:00:00:0b".parse().unwrap()),
         peer_netns: None,
+        tx_queue_len: None,
+    };
+    assert_eq!(ours(veth_msg(&spec, Some(4))), golden(captured));
+}
+
+#[test]
+fn veth_with_no_transmit_queue() {
+    // ip link add va mtu 1400 txqueuelen 0 address 02:00:00:00:00:0a type veth peer name vb mtu 1400 txqueuelen 0 address 02:00:00:00:00:0b netns gold-b
+    let captured = "940000001000050674c60e6b0000000000000000000000000000000000000000080004007805000008000d00000000000a00010002000000000a00000700030076610000500012000800010076657468440002004000010000000000000000000000000000000000080004007805000008000d00000000000a00010002000000000b000008001c00040000000700030076620000";
+    let spec = VethSpec {
+        name: "va",
+        peer_name: "vb",
+        mtu: Some(1400),
+        mac: Some("02:00:00:00:00:0a".parse().unwrap()),
+        peer_mac: Some("02:00:00:00:00:0b".parse().unwrap()),
+        peer_netns: None,
+        tx_queue_len: Some(0),
     };
     assert_eq!(ours(veth_msg(&spec, Some(4))), golden(captured));
 }

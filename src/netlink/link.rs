@@ -18,6 +18,7 @@ const RTM_GETLINK: u16 = 18;
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
+const IFLA_TXQLEN: u16 = 13;
 const IFLA_LINK: u16 = 5;
 const IFLA_MASTER: u16 = 10;
 const IFLA_OPERSTATE: u16 = 16;
@@ -87,6 +88,8 @@ pub struct VethSpec<'a> {
     /// Create the peer directly in this namespace (`IFLA_NET_NS_FD`), like upstream's
     /// `PeerNamespace`: no move afterwards, no name clash in the handle's namespace.
     pub peer_netns: Option<&'a Netns>,
+    /// Transmit queue length of both ends (the kernel's default, 1000, if `None`).
+    pub tx_queue_len: Option<u32>,
 }
 
 fn ifinfomsg(index: u32, flags: u32, change: u32) -> [u8; 16] {
@@ -120,6 +123,9 @@ pub(crate) fn veth_msg(spec: &VethSpec<'_>, peer_ns_fd: Option<i32>) -> MsgBuf {
     if let Some(mtu) = spec.mtu {
         m.attr_u32(IFLA_MTU, mtu);
     }
+    if let Some(q) = spec.tx_queue_len {
+        m.attr_u32(IFLA_TXQLEN, q);
+    }
     if let Some(mac) = spec.mac {
         m.attr(IFLA_ADDRESS, &mac.0);
     }
@@ -131,6 +137,9 @@ pub(crate) fn veth_msg(spec: &VethSpec<'_>, peer_ns_fd: Option<i32>) -> MsgBuf {
     m.put(&ifinfomsg(0, 0, 0));
     if let Some(mtu) = spec.mtu {
         m.attr_u32(IFLA_MTU, mtu);
+    }
+    if let Some(q) = spec.tx_queue_len {
+        m.attr_u32(IFLA_TXQLEN, q);
     }
     if let Some(mac) = spec.peer_mac {
         m.attr(IFLA_ADDRESS, &mac.0);

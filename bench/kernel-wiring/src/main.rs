@@ -30,6 +30,7 @@ fn setup(host: &Netns, pod: &Netns, pod_ip: IpAddr) -> R<()> {
         mac: None,
         peer_mac: None,
         peer_netns: Some(host),
+        tx_queue_len: None,
     })?;
     let hv = h.link_by_name("eni0123456789a")?.ok_or("host veth missing")?;
     let pv = p.link_by_name("eth0")?.ok_or("pod veth missing")?;
