@@ -916,12 +916,15 @@ pub fn restore_checkpoint(
     let mut kept = Vec::new();
     for entry in &data.allocations {
         let m = &entry.metadata;
-        if m.k8s_pod_namespace.is_empty() || m.k8s_pod_name.is_empty() {
+        // An assignment rebuilt from the node's routes names its veth in its key.
+        let veth = if let Some(v) = entry.container_id.strip_prefix(RECOVERED_PREFIX) {
+            v.to_string()
+        } else if m.k8s_pod_namespace.is_empty() || m.k8s_pod_name.is_empty() {
             kept.push(entry.clone());
             continue;
-        }
-        let veth =
-            crate::cni::plan::host_veth_name(veth_prefix, &m.k8s_pod_namespace, &m.k8s_pod_name);
+        } else {
+            crate::cni::plan::host_veth_name(veth_prefix, &m.k8s_pod_namespace, &m.k8s_pod_name)
+        };
         match net.link_exists(&veth) {
             Ok(true) => kept.push(entry.clone()),
             Ok(false) => {
