@@ -164,6 +164,7 @@ struct Figures {
     disk_full_dels: u64,
     detached: Vec<(String, usize)>,
     detach_noticed_ms: Vec<u64>,
+    handed_out_while_detached: u64,
     checks: u64,
     max_live: usize,
     violations: Vec<String>,
@@ -182,6 +183,8 @@ struct Soak {
     /// Detached ENIs ipamd has not dropped yet: (id, when detached).
     unnoticed: Vec<(String, Instant)>,
     detached_enis: BTreeSet<String>,
+    /// The addresses EC2 keeps on the detached ENIs.
+    detached_addrs: BTreeMap<Ipv4Addr, String>,
     shim: PathBuf,
     ckpt: Tmpfs,
     /// An event that could not happen at its place, tried again at the next operation.
@@ -262,6 +265,22 @@ impl Soak {
             self.violation(msg);
         }
         self.f.adds += 1;
+        if let Some(eni) = self.detached_addrs.get(&p.ip).cloned() {
+            // An address of an ENI detached behind ipamd's back: the pod has no network. Only
+            // allowed until ipamd has noticed; the pod is then deleted with the other orphans.
+            if self.unnoticed.iter().any(|(id, _)| *id == eni) {
+                self.f.handed_out_while_detached += 1;
+                self.orphaned.insert(p.name.clone(), p);
+            } else {
+                let msg = format!(
+                    "{} of detached {eni} handed to {} after ipamd dropped the ENI",
+                    p.ip, p.name
+                );
+                self.violation(msg);
+                self.live.insert(p.name.clone(), p);
+            }
+            return;
+        }
         self.live.insert(p.name.clone(), p);
         self.f.max_live = self.f.max_live.max(self.live.len());
     }
@@ -318,7 +337,6 @@ impl Soak {
     }
 
     fn op(&mut self, event: Option<Event>) {
-        self.f.ops += 1;
         match event {
             Some(Event::KillIpamd | Event::KillCorrupt | Event::KillImdsFaults) => {
                 self.kill_during_op(event.unwrap());
@@ -530,7 +548,19 @@ impl Soak {
                     [self.d.node.instance_id.as_str()],
                 )],
             })
-            .unwrap_or_default()
+            // The test's reads meet the same faults: EC2's retries, then the test's.
+            .or_else(|_| {
+                std::thread::sleep(Duration::from_millis(500));
+                self.ec2
+                    .describe_network_interfaces(&DescribeNetworkInterfaces {
+                        ids: vec![],
+                        filters: vec![Filter::new(
+                            "attachment.instance-id",
+                            [self.d.node.instance_id.as_str()],
+                        )],
+                    })
+            })
+            .unwrap()
     }
 
     /// Detaches a secondary ENI with (busy) or without pods through EC2.
@@ -583,6 +613,9 @@ impl Soak {
         for n in &on_it {
             let p = self.live.remove(n).unwrap();
             self.orphaned.insert(n.clone(), p);
+        }
+        for a in &eni.private_ips {
+            self.detached_addrs.insert(a.address, eni.id.clone());
         }
         self.f.detached.push((eni.id.clone(), on_it.len()));
         self.detached_enis.insert(eni.id.clone());
@@ -865,6 +898,7 @@ fn fault_soak_keeps_ec2_checkpoint_and_kernel_in_agreement() {
         orphaned: BTreeMap::new(),
         unnoticed: Vec::new(),
         detached_enis: BTreeSet::new(),
+        detached_addrs: BTreeMap::new(),
         shim,
         ckpt,
         pending: None,
@@ -875,6 +909,7 @@ fn fault_soak_keeps_ec2_checkpoint_and_kernel_in_agreement() {
     let began = Instant::now();
     for i in 0..ops {
         let ev = schedule.get(&i).copied().or_else(|| s.pending.take());
+        s.f.ops += 1;
         s.op(ev);
         s.follow_detaches();
         s.check(&format!("op {i} ({ev:?})"));
@@ -963,6 +998,28 @@ fn fault_soak_keeps_ec2_checkpoint_and_kernel_in_agreement() {
         settle.elapsed().as_secs_f64()
     );
 
+    // No ENI left behind in EC2: every ENI ipamd created for this node is attached to it, or is
+    // one the soak detached.
+    let stray_enis: Vec<String> = s
+        .ec2
+        .describe_network_interfaces(&DescribeNetworkInterfaces {
+            ids: vec![],
+            filters: vec![Filter::new(
+                "tag:node.k8s.amazonaws.com/instance_id",
+                [s.d.node.instance_id.as_str()],
+            )],
+        })
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.attachment.is_none() && !s.detached_enis.contains(&n.id))
+        .map(|n| n.id)
+        .collect();
+    if !stray_enis.is_empty() {
+        s.violation(format!(
+            "ENIs ipamd created and left unattached: {stray_enis:?}"
+        ));
+    }
+
     // Calls by action (ipamd's only: the test's own reads are signed with another key).
     let calls = s.sim.calls(None).unwrap();
     let mut by_action: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -1023,6 +1080,7 @@ fn fault_soak_keeps_ec2_checkpoint_and_kernel_in_agreement() {
         "disk_full_dels": f.disk_full_dels,
         "detached_enis": f.detached,
         "detach_noticed_ms": f.detach_noticed_ms,
+        "handed_out_before_noticed": f.handed_out_while_detached,
         "max_live_pods": f.max_live,
         "checks": f.checks,
         "ec2_calls": by_action,
@@ -1064,5 +1122,64 @@ fn fault_soak_keeps_ec2_checkpoint_and_kernel_in_agreement() {
     for (_, p) in std::mem::take(&mut s.live) {
         s.runtime_del(&p.container_id, &p.ns, &p.name);
     }
-    let _ = s.detached_enis;
+}
+
+/// Soak finding 3: an ENI detached behind ipamd's back stayed in the datastore until the next
+/// reconcile, which waits for a minute without pool changes (so on a busy node, for ever), and
+/// its addresses went to new pods that then had no network. ipamd now reconciles as soon as
+/// IMDS stops listing one of its ENIs.
+#[test]
+fn an_eni_detached_behind_ipamds_back_is_dropped_within_seconds() {
+    let mut sim = VpcSim::start("soakdt");
+    let node = sim.launch_node("m5.large");
+    let mut d = Ipamd::start(&node, &[("IP_COOLDOWN_PERIOD", "0")]);
+    let (ec2, _) = ec2_test_user(&sim);
+    let listed = |d: &Ipamd| -> BTreeSet<String> {
+        let a = d.http_get("http://127.0.0.1:61679/v1/enis", &[]);
+        a.json()["ENIs"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    // WARM_ENI_TARGET=1: 3 pods leave 6 of the primary ENI's 9 addresses free, so a warm ENI
+    // is attached.
+    let first = ipamd_node::add_pods(&mut d, "p", 3);
+    ipamd_node::eventually(
+        &d,
+        Duration::from_secs(30),
+        "two ENIs in the datastore",
+        || listed(&d).len() == 2,
+    );
+    let enis = ipamd_node::enis_of(&ec2, &node.instance_id);
+    let warm = enis
+        .iter()
+        .find(|n| n.attachment.as_ref().and_then(|a| a.device_index) == Some(1))
+        .unwrap()
+        .clone();
+    ec2.detach_network_interface(&DetachNetworkInterface {
+        attachment_id: warm.attachment.as_ref().unwrap().attachment_id.clone(),
+        force: true,
+    })
+    .unwrap();
+    let detached: BTreeSet<Ipv4Addr> = warm.private_ips.iter().map(|p| p.address).collect();
+    // The pool acted moments ago (its first fill): the minute-long reconcile gate is closed.
+    ipamd_node::eventually(
+        &d,
+        Duration::from_secs(15),
+        "the detached ENI out of the datastore",
+        || !listed(&d).contains(&warm.id),
+    );
+    assert!(d.log().contains("no longer lists ENI"), "{}", d.log());
+    // New pods get addresses of attached ENIs only.
+    let pods = ipamd_node::add_pods(&mut d, "dt", 10);
+    for p in &pods {
+        assert!(
+            !detached.contains(&p.ip),
+            "{} of the detached ENI handed out",
+            p.ip
+        );
+    }
+    for p in pods.into_iter().chain(first) {
+        d.del_pod(p);
+    }
 }

@@ -646,29 +646,47 @@ impl Daemon {
         (true, too_low)
     }
 
-    /// IMDS vs EC2 reconcile (at most every 60 s, never within 60 s of a pool change).
+    /// IMDS vs EC2 reconcile (at most every 60 s, never within 60 s of a pool change), and at
+    /// once when IMDS no longer lists an ENI the datastore holds.
     pub fn maybe_reconcile(&mut self) {
-        if self
+        let due = self
             .last_reconcile
-            .is_some_and(|t| t.elapsed() < RECONCILE_INTERVAL)
-        {
+            .is_none_or(|t| t.elapsed() >= RECONCILE_INTERVAL)
+            && {
+                let st = manager::lock(&self.state);
+                let now = self.clock.now();
+                st.pool
+                    .last_pool_action()
+                    .is_none_or(|t| now.saturating_since(t) >= RECONCILE_INTERVAL)
+            };
+        if !due && !self.eni_vanished() {
             return;
-        }
-        {
-            let st = manager::lock(&self.state);
-            let now = self.clock.now();
-            if st
-                .pool
-                .last_pool_action()
-                .is_some_and(|t| now.saturating_since(t) < RECONCILE_INTERVAL)
-            {
-                return;
-            }
         }
         self.last_reconcile = Some(StdInstant::now());
         if let Err(e) = self.reconcile() {
             warn!("reconcile: {e}");
         }
+    }
+
+    /// Whether IMDS no longer lists the MAC of an ENI in the datastore: one detached behind
+    /// ipamd's back, whose addresses must not go to pods a moment longer than needed (an ENI
+    /// ipamd frees leaves the datastore first; one it attaches enters it once IMDS shows it).
+    /// One IMDS read; an IMDS error says no.
+    fn eni_vanished(&self) -> bool {
+        let Ok(macs) = self.imds.within(Duration::from_secs(2)).macs() else {
+            return false;
+        };
+        let st = manager::lock(&self.state);
+        let gone = st
+            .ds
+            .enis()
+            .filter(|e| e.spec().mac.is_some_and(|m| !macs.contains(&m)))
+            .map(|e| e.id().to_string())
+            .collect::<Vec<_>>();
+        if !gone.is_empty() {
+            warn!("IMDS no longer lists ENI {gone:?}: reconciling with EC2 now");
+        }
+        !gone.is_empty()
     }
 
     /// One reconcile now.
