@@ -158,6 +158,7 @@ struct Figures {
     restart_ready_ms: Vec<u64>,
     plugin_kills: BTreeMap<&'static str, u64>,
     plugin_finished_first: u64,
+    plugin_kill_stages: Vec<String>,
     corrupt_restarts: u64,
     imds_fault_restarts: u64,
     disk_full_add_errors: Vec<String>,
@@ -438,10 +439,35 @@ impl Soak {
     }
 
     /// The wrapper kills the real plugin `ms` milliseconds after it started.
-    fn arm_shim(&mut self, ms: u64) {
+    /// The plugin log's size now (to read what a killed plugin wrote last).
+    fn plugin_log_len(&self) -> usize {
+        std::fs::read_to_string(self.d.dir.0.join("plugin.log"))
+            .map(|t| t.len())
+            .unwrap_or(0)
+    }
+
+    /// The last thing the plugin logged after `from`: how far a killed plugin got.
+    fn plugin_stage(&mut self, op: &str, us: u64, from: usize) {
+        let text = std::fs::read_to_string(self.d.dir.0.join("plugin.log")).unwrap_or_default();
+        let last = text
+            .get(from..)
+            .and_then(|t| t.lines().last())
+            .map(|l| l.splitn(4, ' ').nth(3).unwrap_or(l).to_string())
+            .unwrap_or_else(|| "(nothing logged)".into());
+        let mut last: String = last.chars().take(70).collect();
+        if last.starts_with("apply: ") || last.starts_with("teardown: ") {
+            // The step without its names: "apply: create veth", "apply: host route", ...
+            last = last.split(' ').take(3).collect::<Vec<_>>().join(" ");
+        }
+        self.f
+            .plugin_kill_stages
+            .push(format!("{op} +{us} µs: {last}"));
+    }
+
+    fn arm_shim(&mut self, us: u64) {
         std::fs::write(
             self.shim.join("delay"),
-            format!("{}.{:03}\n", ms / 1000, ms % 1000),
+            format!("{}.{:06}\n", us / 1_000_000, us % 1_000_000),
         )
         .unwrap();
         self.d.set_plugin_dir(Some(self.shim.clone()));
@@ -453,12 +479,16 @@ impl Soak {
 
     fn plugin_kill_add(&mut self) {
         let name = self.next_name();
-        let ms = 1 + self.rng.below(60);
-        self.arm_shim(ms);
+        let us = self.rng.below(4000);
+        self.arm_shim(us);
         self.f.add_attempts += 1;
         let cid = format!("c-{name}-0");
+        let from = self.plugin_log_len();
         let r = self.d.try_add_pod_as(&name, &cid);
         self.disarm_shim();
+        if r.is_err() {
+            self.plugin_stage("ADD", us, from);
+        }
         *self.f.plugin_kills.entry("ADD").or_insert(0) += 1;
         match r {
             Ok(p) => {
@@ -471,7 +501,7 @@ impl Soak {
                 self.runtime_del(&cid, &ns, &name);
                 drop(ns);
                 self.check(&format!(
-                    "after a plugin killed mid-ADD ({ms} ms) and its DEL"
+                    "after a plugin killed mid-ADD ({us} µs) and its DEL"
                 ));
                 self.add();
             }
@@ -482,11 +512,15 @@ impl Soak {
         let Some(name) = self.pick_live() else {
             return self.add();
         };
-        let ms = 1 + self.rng.below(40);
-        self.arm_shim(ms);
+        let us = self.rng.below(4000);
+        self.arm_shim(us);
         let p = self.live.remove(&name).unwrap();
+        let from = self.plugin_log_len();
         let a = self.d.cni("del", &p.container_id, &p.ns.path(), &p.name);
         self.disarm_shim();
+        if a["ok"] != json!(true) {
+            self.plugin_stage("DEL", us, from);
+        }
         *self.f.plugin_kills.entry("DEL").or_insert(0) += 1;
         if a["ok"] == json!(true) {
             self.f.plugin_finished_first += 1;
@@ -496,7 +530,7 @@ impl Soak {
         self.f.dels += 1;
         drop(p);
         self.check(&format!(
-            "after a plugin killed mid-DEL ({ms} ms) and the retried DEL"
+            "after a plugin killed mid-DEL ({us} µs) and the retried DEL"
         ));
     }
 
@@ -784,18 +818,23 @@ fn role_secrets(d: &Ipamd) -> Vec<String> {
         .collect()
 }
 
-/// The plugin wrapper: runs the real `aws-cni` and SIGKILLs it after the delay in `delay`.
+/// The plugin wrapper: runs the real `aws-cni` (same stdin, stdout, environment and argv[0]) and
+/// SIGKILLs it after the delay in `delay` (seconds, fractions down to microseconds). Perl (in
+/// every Debian) because the plugin's whole ADD takes a few milliseconds: a shell's `sleep`
+/// alone takes about as long.
 fn write_shim(dir: &Path, real: &Path) {
     let script = format!(
-        "#!/bin/bash\n\
-         # Test wrapper: the real plugin, killed with SIGKILL after $(cat delay) seconds.\n\
-         exec 3<&0\n\
-         \"{real}\" <&3 3<&- &\n\
-         pid=$!\n\
-         exec 3<&-\n\
-         sleep \"$(cat '{delay}')\"\n\
-         kill -9 \"$pid\" 2>/dev/null\n\
-         wait \"$pid\"\n",
+        "#!/usr/bin/perl\n\
+         # Test wrapper: the real plugin, killed with SIGKILL after the delay in the file delay.\n\
+         open(my $f, '<', '{delay}') or die \"delay: $!\";\n\
+         my $delay = <$f> + 0;\n\
+         close($f);\n\
+         my $pid = fork() // die \"fork: $!\";\n\
+         if ($pid == 0) {{ exec {{ '{real}' }} 'aws-cni', @ARGV or die \"exec: $!\"; }}\n\
+         select(undef, undef, undef, $delay);\n\
+         kill('KILL', $pid);\n\
+         waitpid($pid, 0);\n\
+         exit(($? & 127) ? 128 + ($? & 127) : $? >> 8);\n",
         real = real.display(),
         delay = dir.join("delay").display()
     );
@@ -1038,6 +1077,12 @@ fn fault_soak_keeps_ec2_checkpoint_and_kernel_in_agreement() {
         }
     }
     let faults = s.sim.request("GET", "/faults", None).unwrap_or(Value::Null);
+    let imds_requests = s
+        .sim
+        .request("GET", "/imds/requests", None)
+        .ok()
+        .and_then(|v| v.get(&s.d.node.name).cloned())
+        .unwrap_or(Value::Null);
 
     // No secret in any log of the run.
     let mut secrets = role_secrets(&s.d);
@@ -1076,6 +1121,8 @@ fn fault_soak_keeps_ec2_checkpoint_and_kernel_in_agreement() {
         "imds_fault_restarts": f.imds_fault_restarts,
         "plugin_kills": f.plugin_kills,
         "plugin_finished_before_kill": f.plugin_finished_first,
+        "plugin_killed_after": f.plugin_kill_stages,
+        "imds_requests": imds_requests,
         "disk_full_add_errors": f.disk_full_add_errors,
         "disk_full_dels": f.disk_full_dels,
         "detached_enis": f.detached,
