@@ -197,6 +197,20 @@ struct Soak {
 const MIN_LIVE: usize = 3;
 const MAX_LIVE: usize = 14;
 
+/// One of the test's own EC2 calls, which meet the soak's faults too: the client's retries, then
+/// more, as long as EC2 throttles or fails.
+fn persist<T, E: std::fmt::Debug>(mut call: impl FnMut() -> Result<T, E>) -> T {
+    let mut last = None;
+    for _ in 0..20 {
+        match call() {
+            Ok(v) => return v,
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!("the test's EC2 call failed 20 times: {last:?}");
+}
+
 /// A short class of a CNI error for the figures.
 fn error_class(e: &Value) -> String {
     let text = format!(
@@ -216,9 +230,7 @@ fn error_class(e: &Value) -> String {
             return class.to_string();
         }
     }
-    let mut t = text.trim().to_string();
-    t.truncate(120);
-    t
+    text.trim().chars().take(120).collect()
 }
 
 impl Soak {
@@ -574,27 +586,16 @@ impl Soak {
     }
 
     fn attached_enis(&self) -> Vec<vpc_cni::aws::ec2::NetworkInterface> {
-        self.ec2
-            .describe_network_interfaces(&DescribeNetworkInterfaces {
-                ids: vec![],
-                filters: vec![Filter::new(
-                    "attachment.instance-id",
-                    [self.d.node.instance_id.as_str()],
-                )],
-            })
-            // The test's reads meet the same faults: EC2's retries, then the test's.
-            .or_else(|_| {
-                std::thread::sleep(Duration::from_millis(500));
-                self.ec2
-                    .describe_network_interfaces(&DescribeNetworkInterfaces {
-                        ids: vec![],
-                        filters: vec![Filter::new(
-                            "attachment.instance-id",
-                            [self.d.node.instance_id.as_str()],
-                        )],
-                    })
-            })
-            .unwrap()
+        persist(|| {
+            self.ec2
+                .describe_network_interfaces(&DescribeNetworkInterfaces {
+                    ids: vec![],
+                    filters: vec![Filter::new(
+                        "attachment.instance-id",
+                        [self.d.node.instance_id.as_str()],
+                    )],
+                })
+        })
     }
 
     /// Detaches a secondary ENI with (busy) or without pods through EC2.
@@ -627,12 +628,12 @@ impl Soak {
             .as_ref()
             .map(|a| a.attachment_id.clone())
             .unwrap();
-        self.ec2
-            .detach_network_interface(&DetachNetworkInterface {
-                attachment_id: att,
+        persist(|| {
+            self.ec2.detach_network_interface(&DetachNetworkInterface {
+                attachment_id: att.clone(),
                 force: true,
             })
-            .unwrap();
+        });
         let on_it: Vec<String> = self
             .live
             .values()
@@ -964,6 +965,11 @@ fn fault_soak_keeps_ec2_checkpoint_and_kernel_in_agreement() {
         }
     }
     let run_secs = began.elapsed().as_secs_f64();
+    // The run is over: the faults go (their hit counts first), the end is checked without them.
+    let faults = s.sim.request("GET", "/faults", None).unwrap_or(Value::Null);
+    s.sim.clear_faults().unwrap();
+    s.sim.clear_imds_faults().unwrap();
+    s.sim.set_imds_lag(0.0, None).unwrap();
 
     // Detached ENIs are dropped by the reconcile at the latest.
     let wait = Instant::now();
@@ -1076,7 +1082,6 @@ fn fault_soak_keeps_ec2_checkpoint_and_kernel_in_agreement() {
             *faults_hit.entry(err.clone()).or_insert(0) += 1;
         }
     }
-    let faults = s.sim.request("GET", "/faults", None).unwrap_or(Value::Null);
     let imds_requests = s
         .sim
         .request("GET", "/imds/requests", None)
