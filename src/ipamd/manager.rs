@@ -6,10 +6,11 @@
 //! the release stands and the plugin hears "yes" all the same: the plugin tears the pod down
 //! whatever ipamd answers, so undoing it would hold the address until a restart. The file then
 //! lists an address no pod holds, which is safe (a restart drops an entry whose pod veth is
-//! gone), and the next write that succeeds catches up. Calls arrive on the RPC server's connection threads; the
-//! node state is one mutex shared with the daemon's loop, which holds it only for pure work (a
-//! plan, an outcome, a reconcile), never across an EC2 or IMDS call, so an ADD inside the warm
-//! pool never waits for EC2.
+//! gone), and the next write that succeeds catches up.
+//!
+//! Calls arrive on the RPC server's connection threads; the node state is one mutex shared with
+//! the daemon's loop, which holds it only for pure work (a plan, an outcome, a reconcile), never
+//! across an EC2 or IMDS call, so an ADD inside the warm pool never waits for EC2.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
