@@ -45,10 +45,11 @@ fn parser_for(root: &str) -> usize {
         | "DetachNetworkInterfaceResponse"
         | "DeleteNetworkInterfaceResponse"
         | "CreateTagsResponse" => 8,
-        other => other
-            .bytes()
-            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)))
-            % 9,
+        other => {
+            other.bytes().fold(0usize, |h, b| {
+                h.wrapping_mul(31).wrapping_add(usize::from(b))
+            }) % 9
+        }
     }
 }
 
