@@ -678,29 +678,47 @@ impl Daemon {
         (true, too_low)
     }
 
-    /// IMDS vs EC2 reconcile (at most every 60 s, never within 60 s of a pool change).
+    /// IMDS vs EC2 reconcile (at most every 60 s, never within 60 s of a pool change), and at
+    /// once when IMDS no longer lists an ENI the datastore holds.
     pub fn maybe_reconcile(&mut self) {
-        if self
+        let due = self
             .last_reconcile
-            .is_some_and(|t| t.elapsed() < RECONCILE_INTERVAL)
-        {
+            .is_none_or(|t| t.elapsed() >= RECONCILE_INTERVAL)
+            && {
+                let st = manager::lock(&self.state);
+                let now = self.clock.now();
+                st.pool
+                    .last_pool_action()
+                    .is_none_or(|t| now.saturating_since(t) >= RECONCILE_INTERVAL)
+            };
+        if !due && !self.eni_vanished() {
             return;
-        }
-        {
-            let st = manager::lock(&self.state);
-            let now = self.clock.now();
-            if st
-                .pool
-                .last_pool_action()
-                .is_some_and(|t| now.saturating_since(t) < RECONCILE_INTERVAL)
-            {
-                return;
-            }
         }
         self.last_reconcile = Some(StdInstant::now());
         if let Err(e) = self.reconcile() {
             warn!("reconcile: {e}");
         }
+    }
+
+    /// Whether IMDS no longer lists the MAC of an ENI in the datastore: one detached behind
+    /// ipamd's back, whose addresses must not go to pods a moment longer than needed (an ENI
+    /// ipamd frees leaves the datastore first; one it attaches enters it once IMDS shows it).
+    /// One IMDS read; an IMDS error says no.
+    fn eni_vanished(&self) -> bool {
+        let Ok(macs) = self.imds.within(Duration::from_secs(2)).macs() else {
+            return false;
+        };
+        let st = manager::lock(&self.state);
+        let gone = st
+            .ds
+            .enis()
+            .filter(|e| e.spec().mac.is_some_and(|m| !macs.contains(&m)))
+            .map(|e| e.id().to_string())
+            .collect::<Vec<_>>();
+        if !gone.is_empty() {
+            warn!("IMDS no longer lists ENI {gone:?}: reconciling with EC2 now");
+        }
+        !gone.is_empty()
     }
 
     /// One reconcile now.
@@ -966,12 +984,15 @@ pub fn restore_checkpoint(
     let mut kept = Vec::new();
     for entry in &data.allocations {
         let m = &entry.metadata;
-        if m.k8s_pod_namespace.is_empty() || m.k8s_pod_name.is_empty() {
+        // An assignment rebuilt from the node's routes names its veth in its key.
+        let veth = if let Some(v) = entry.container_id.strip_prefix(RECOVERED_PREFIX) {
+            v.to_string()
+        } else if m.k8s_pod_namespace.is_empty() || m.k8s_pod_name.is_empty() {
             kept.push(entry.clone());
             continue;
-        }
-        let veth =
-            crate::cni::plan::host_veth_name(veth_prefix, &m.k8s_pod_namespace, &m.k8s_pod_name);
+        } else {
+            crate::cni::plan::host_veth_name(veth_prefix, &m.k8s_pod_namespace, &m.k8s_pod_name)
+        };
         match net.link_exists(&veth) {
             Ok(true) => kept.push(entry.clone()),
             Ok(false) => {

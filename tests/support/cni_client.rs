@@ -74,12 +74,14 @@ pub struct Libcni {
 impl Libcni {
     /// Starts the client inside the network namespace `netns` with `conflist`, the plugin search `path`
     /// (colon-separated) and its result cache in `cache`; `env` reaches the plugins (e.g. ipamd's socket).
+    /// The client's stderr goes to `stderr` if given, else to the test's.
     pub fn spawn(
         netns: &str,
         conflist: &Path,
         path: &str,
         cache: &Path,
         env: &[(&str, &Path)],
+        stderr: Option<std::fs::File>,
     ) -> Libcni {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", netns])
@@ -94,6 +96,9 @@ impl Libcni {
             .stdout(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some(f) = stderr {
+            cmd.stderr(f);
         }
         let mut child = cmd
             .spawn()

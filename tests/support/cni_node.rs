@@ -101,6 +101,7 @@ impl CniNode {
             path,
             &self.dir.join(cache),
             &[(rpc::SOCKET_ENV, &self.socket)],
+            None,
         )
     }
 

@@ -33,6 +33,8 @@ pub struct Ipamd {
     pub env: BTreeMap<String, String>,
     child: Option<Child>,
     client: Option<cni_client::Libcni>,
+    /// A directory searched for plugins before ipamd's own `bin` (e.g. a wrapper of `aws-cni`).
+    plugin_dir: Option<PathBuf>,
 }
 
 /// A pod networked by our plugin.
@@ -55,8 +57,43 @@ impl Ipamd {
         self.dir.0.join("ipamd.sock")
     }
 
+    /// The checkpoint file (`AWS_VPC_K8S_CNI_BACKING_STORE`, in the ipamd directory unless the
+    /// settings moved it).
     pub fn checkpoint(&self) -> PathBuf {
-        self.dir.0.join("ipam.json")
+        self.env
+            .get("AWS_VPC_K8S_CNI_BACKING_STORE")
+            .map_or_else(|| self.dir.0.join("ipam.json"), PathBuf::from)
+    }
+
+    /// The process id of the running ipamd, if one runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Puts `dir` before ipamd's `bin` in the plugin search path of the CNI client (None: only
+    /// `bin` again); the next operation starts a new client.
+    pub fn set_plugin_dir(&mut self, dir: Option<PathBuf>) {
+        self.plugin_dir = dir;
+        // The old client is killed on drop.
+        self.client = None;
+    }
+
+    /// Every log file of this node: ipamd's log and stderr, the plugin's log, the CNI client's
+    /// stderr (path, text).
+    pub fn all_logs(&self) -> Vec<(PathBuf, String)> {
+        [
+            "ipamd.log",
+            "ipamd.stderr",
+            "plugin.log",
+            "cni-client.stderr",
+        ]
+        .iter()
+        .map(|f| self.dir.0.join(f))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            (p, text)
+        })
+        .collect()
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -91,6 +128,7 @@ impl Ipamd {
             env,
             child: None,
             client: None,
+            plugin_dir: None,
         };
         d.spawn();
         d.wait_ready(Duration::from_secs(60));
@@ -184,13 +222,22 @@ impl Ipamd {
 
     fn client(&mut self) -> &mut cni_client::Libcni {
         if self.client.is_none() {
-            let path = format!("{}:{REFERENCE_PLUGINS}", self.dir.0.join("bin").display());
+            let mut path = format!("{}:{REFERENCE_PLUGINS}", self.dir.0.join("bin").display());
+            if let Some(d) = &self.plugin_dir {
+                path = format!("{}:{path}", d.display());
+            }
+            let stderr = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.0.join("cni-client.stderr"))
+                .unwrap();
             self.client = Some(cni_client::Libcni::spawn(
                 self.netns(),
                 &self.dir.0.join("net.d/10-aws.conflist"),
                 &path,
                 &self.dir.0.join("cni-cache"),
                 &[(rpc::SOCKET_ENV, &self.socket())],
+                Some(stderr),
             ));
         }
         self.client.as_mut().unwrap()
@@ -210,11 +257,23 @@ impl Ipamd {
 
     /// Like [`add_pod`](Self::add_pod), but returns the CNI error (the namespace is removed then).
     pub fn try_add_pod(&mut self, name: &str) -> Result<Pod, Value> {
+        self.try_add_pod_as(name, &format!("c-{name}"))
+            .map_err(|(_, e)| e)
+    }
+
+    /// ADD of pod `name` in a new namespace under `container_id` (a new sandbox of the same pod
+    /// has a new one); on failure the namespace is handed back with the CNI error, for the DEL a
+    /// runtime sends after a failed ADD.
+    pub fn try_add_pod_as(
+        &mut self,
+        name: &str,
+        container_id: &str,
+    ) -> Result<Pod, (TestNs, Value)> {
         let ns = TestNs::new("pod");
-        let container_id = format!("c-{name}");
+        let container_id = container_id.to_string();
         let a = self.cni("add", &container_id, &ns.path(), name);
         if a["ok"] != json!(true) {
-            return Err(a["error"].clone());
+            return Err((ns, a["error"].clone()));
         }
         let ip: Ipv4Addr = a["result"]["ips"][0]["address"]
             .as_str()
