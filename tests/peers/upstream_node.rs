@@ -9,10 +9,9 @@
 //! (whose [`Pod`] it returns).
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -57,19 +56,6 @@ pub fn node_name(node: &Node, region: &str) -> String {
     )
 }
 
-struct CniClient {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Drop for CniClient {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Upstream's daemon on one sim node.
 pub struct UpstreamNode {
     pub node: Node,
@@ -77,7 +63,7 @@ pub struct UpstreamNode {
     pub dir: TempDir,
     env: Vec<(String, String)>,
     daemon: Option<NodeDaemon>,
-    client: Option<CniClient>,
+    client: Option<cni_client::Libcni>,
 }
 
 impl UpstreamNode {
@@ -259,43 +245,23 @@ impl UpstreamNode {
         }
     }
 
-    fn client(&mut self) -> &mut CniClient {
+    fn client(&mut self) -> &mut cni_client::Libcni {
         if self.client.is_none() {
             let d = self.daemon.as_ref().expect("upstream daemon running");
-            let mut child = d
-                .enter(&cni_client::go_client())
-                .arg("-conflist")
-                .arg(self.dir.0.join("10-aws.conflist"))
-                .arg("-path")
-                .arg(format!("{}:/usr/lib/cni", self.dir.0.join("bin").display()))
-                .arg("-cache")
-                .arg(self.dir.0.join("cni-cache"))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            self.client = Some(CniClient {
-                stdin: child.stdin.take().unwrap(),
-                stdout: BufReader::new(child.stdout.take().unwrap()),
-                child,
-            });
+            self.client = Some(cni_client::Libcni::start(
+                d.enter(&cni_client::go_client()),
+                &self.dir.0.join("10-aws.conflist"),
+                &format!("{}:/usr/lib/cni", self.dir.0.join("bin").display()),
+                &self.dir.0.join("cni-cache"),
+            ));
         }
         self.client.as_mut().unwrap()
     }
 
     /// One libcni operation with their plugin (same arguments as ours gets in `ipamd_node`).
     pub fn cni(&mut self, op: &str, container_id: &str, netns: &Path, pod: &str) -> Value {
-        let req = json!({
-            "op": op, "containerID": container_id, "netns": netns, "ifname": "eth0",
-            "args": [["K8S_POD_NAMESPACE", "default"], ["K8S_POD_NAME", pod],
-                     ["K8S_POD_INFRA_CONTAINER_ID", container_id]],
-        });
-        let c = self.client();
-        writeln!(c.stdin, "{req}").unwrap();
-        c.stdin.flush().unwrap();
-        let mut line = String::new();
-        c.stdout.read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("client answered {line:?}: {e}"))
+        self.client()
+            .pod_op(op, container_id, netns, pod, Value::Null)
     }
 
     /// A pod namespace and CNI ADD (container id `c-<name>`, as ours); the CNI error otherwise.

@@ -84,9 +84,20 @@ impl Libcni {
         stderr: Option<std::fs::File>,
     ) -> Libcni {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", netns])
-            .arg(go_client())
-            .arg("-conflist")
+        cmd.args(["netns", "exec", netns]).arg(go_client());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        if let Some(f) = stderr {
+            cmd.stderr(f);
+        }
+        Libcni::start(cmd, conflist, path, cache)
+    }
+
+    /// Starts the client from `cmd`, a command that runs [`go_client`] where the test wants it (a
+    /// namespace, a private mount namespace), with `conflist`, plugin `path` and result `cache`.
+    pub fn start(mut cmd: Command, conflist: &Path, path: &str, cache: &Path) -> Libcni {
+        cmd.arg("-conflist")
             .arg(conflist)
             .arg("-path")
             .arg(path)
@@ -94,12 +105,6 @@ impl Libcni {
             .arg(cache)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        if let Some(f) = stderr {
-            cmd.stderr(f);
-        }
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("start the libcni client: {e}"));
