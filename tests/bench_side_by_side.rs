@@ -879,6 +879,11 @@ fn run_mode(sim: &VpcSim, node: &Node, side: &Side, key: &str, run: ModeRun) -> 
     let idle = settle(node, Duration::from_secs(8), Duration::from_secs(90));
     let mut out = json!({});
     if churn > 0 {
+        // One pod stays through the churn: with WARM_ENI_TARGET=1 the first pod on an idle node already needs a
+        // second ENI (the primary is no longer wholly free), so the pool is settled for it before counting.
+        let anchor = Pod::new(&format!("{}anchor", side.label), 0);
+        add_retrying(&mut c, &anchor, Duration::from_secs(60));
+        let anchored = settle(node, Duration::from_secs(10), Duration::from_secs(120));
         let seq = last_seq(sim);
         let began = Instant::now();
         for i in 0..churn {
@@ -892,10 +897,16 @@ fn run_mode(sim: &VpcSim, node: &Node, side: &Side, key: &str, run: ModeRun) -> 
                 "churn DEL",
             );
         }
+        let seconds = began.elapsed().as_secs_f64();
         std::thread::sleep(Duration::from_secs(8));
         let calls = calls_of(sim, key, seq);
-        out["churn"] = json!({"pods": churn, "seconds": began.elapsed().as_secs_f64(),
-                              "calls": count_by_action(&calls), "shape_after": shape_json(&imds_shape(node))});
+        out["churn"] = json!({"pods": churn, "seconds": seconds, "calls": count_by_action(&calls),
+                              "shape_before": shape_json(&anchored),
+                              "shape_after": shape_json(&imds_shape(node))});
+        ok(
+            &c.call("del", &anchor.id, &anchor.ns.path(), &anchor.name),
+            "DEL",
+        );
     }
     let mut held = Vec::new();
     for i in 0..pods {
@@ -906,11 +917,20 @@ fn run_mode(sim: &VpcSim, node: &Node, side: &Side, key: &str, run: ModeRun) -> 
     let busy = settle(node, Duration::from_secs(8), Duration::from_secs(120));
     del_all(&mut c, held, side.label);
     let after = settle(node, quiet, Duration::from_secs(400));
-    let calls = calls_of(sim, key, seq0);
+    // The 0 -> pods -> 0 count leaves out the churn's calls (reported on their own).
+    let mut calls = count_by_action(&calls_of(sim, key, seq0));
+    if let Some(churned) = out["churn"]["calls"].as_object() {
+        for (k, v) in churned {
+            if let Some(n) = calls.get_mut(k) {
+                *n -= usize::try_from(v.as_u64().unwrap_or(0)).unwrap_or(0);
+            }
+        }
+        calls.retain(|_, n| *n > 0);
+    }
     out["idle"] = shape_json(&idle);
     out["busy"] = shape_json(&busy);
     out["after"] = shape_json(&after);
-    out["calls"] = json!(count_by_action(&calls));
+    out["calls"] = json!(calls);
     out
 }
 
@@ -986,10 +1006,17 @@ fn bench_modes() {
             let b = s.spawn(|| run_mode(sim, &n_up, &side_up, &key_up, run));
             (a.join().unwrap(), b.join().unwrap())
         });
+        let log_tail: Vec<String> = ours
+            .log()
+            .lines()
+            .filter(|l| l.contains("ENI") || l.contains("eni-"))
+            .map(str::to_string)
+            .collect();
         all.insert(
             mode.to_string(),
             json!({"settings": settings.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
-                   "pods": pods, "startup": startup, "ours": r_ours, "upstream": r_up}),
+                   "pods": pods, "startup": startup, "ours": r_ours, "upstream": r_up,
+                   "ours_log_eni_lines": log_tail[log_tail.len().saturating_sub(40)..]}),
         );
         write_part("modes", &Value::Object(all.clone()));
         drop(ours);
