@@ -17,12 +17,14 @@ mod cni_client;
 mod netns;
 #[path = "peers/node.rs"]
 mod node;
+#[path = "peers/upstream.rs"]
+mod upstream;
 #[path = "support/vpcsim.rs"]
 mod vpcsim;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,62 +32,6 @@ use cni_client::peer;
 use netns::TestNs;
 use serde_json::{json, Value};
 use vpc_cni::aws::imds::Imds;
-
-/// The environment an ipamd on `node` gets (the aws-node DaemonSet's, pointed at the sim and the test cluster).
-fn daemon_env(
-    node: &vpcsim::Node,
-    node_name: &str,
-    kubeconfig: &Path,
-    dir: &Path,
-) -> Vec<(String, String)> {
-    let mut env = node.netns_env.clone();
-    for (k, v) in [
-        ("MY_NODE_NAME", node_name.to_string()),
-        ("KUBECONFIG", kubeconfig.display().to_string()),
-        ("AWS_VPC_K8S_CNI_LOG_FILE", "stdout".to_string()),
-        ("AWS_VPC_K8S_CNI_LOGLEVEL", "DEBUG".to_string()),
-        (
-            "AWS_VPC_K8S_PLUGIN_LOG_FILE",
-            dir.join("plugin.log").display().to_string(),
-        ),
-        ("AWS_VPC_K8S_CNI_VETHPREFIX", "eni".to_string()),
-        ("AWS_VPC_ENI_MTU", "9001".to_string()),
-        ("WARM_ENI_TARGET", "1".to_string()),
-        ("ENABLE_IPv4", "true".to_string()),
-        ("ENABLE_IPv6", "false".to_string()),
-        ("DISABLE_METRICS", "true".to_string()),
-        // Upstream v1.23 discovers subnets by default (DescribeSubnets), which the sim's seed policy does not
-        // grant; our daemon has no subnet discovery either.
-        ("ENABLE_SUBNET_DISCOVERY", "false".to_string()),
-    ] {
-        env.retain(|(key, _)| key != k);
-        env.push((k.to_string(), v));
-    }
-    env
-}
-
-/// Upstream's conflist template with the values their entrypoint puts in for an IPv4 node.
-fn render_conflist(node_ip: &str, dir: &Path) -> String {
-    let template =
-        std::fs::read_to_string(peer("upstream", "VPC_CNI_PEER_UPSTREAM_CONFLIST")).unwrap();
-    let d = |p: &str| dir.join(p).display().to_string();
-    [
-        ("__VETHPREFIX__", "eni".to_string()),
-        ("__MTU__", "9001".to_string()),
-        ("__PODSGENFORCINGMODE__", "strict".to_string()),
-        ("__PLUGINLOGFILE__", d("plugin.log")),
-        ("__PLUGINLOGLEVEL__", "Debug".to_string()),
-        ("__EGRESSPLUGINLOGFILE__", d("egress-plugin.log")),
-        ("__EGRESSPLUGINENABLED__", "false".to_string()),
-        ("__EGRESSPLUGINIPAMSUBNET__", "fd00::ac:00/118".to_string()),
-        ("__EGRESSPLUGINIPAMDST__", "::/0".to_string()),
-        ("__EGRESSPLUGINIPAMDATADIR__", d("egress-v6-ipam")),
-        ("__RANDOMIZESNAT__", "prng".to_string()),
-        ("__NODEIP__", node_ip.to_string()),
-    ]
-    .iter()
-    .fold(template, |t, (k, v)| t.replace(k, v))
-}
 
 struct CniClient {
     child: Child,
@@ -184,7 +130,7 @@ fn upstream_ipamd_on_a_sim_node_serves_three_pods_through_libcni() {
     cluster.set_node_pods(&node_name, 29);
 
     // Upstream's ipamd in the node, /run private.
-    let env = daemon_env(&node, &node_name, &cluster.kubeconfig, &dir.0);
+    let env = upstream::daemon_env(&node, &node_name, &cluster.kubeconfig, &dir.0);
     let mut ipamd = node::NodeDaemon::start(
         &ns,
         &dir.0.join("run"),
@@ -193,30 +139,11 @@ fn upstream_ipamd_on_a_sim_node_serves_three_pods_through_libcni() {
         &[],
         &env,
     );
-    let probe = peer("upstream", "VPC_CNI_PEER_GRPC_HEALTH_PROBE");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let ok = ipamd
-            .enter(&probe)
-            .args(["-addr", "unix:///var/run/aws-node/ipamd.sock"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if ok {
-            break;
-        }
-        if let Some(status) = ipamd.exited() {
-            panic!("upstream ipamd exited ({status}):\n{}", ipamd.log_tail(60));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "upstream ipamd not serving in 180 s:\n{}",
-            ipamd.log_tail(60)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    upstream::wait_serving(
+        &mut ipamd,
+        Duration::from_secs(180),
+        Duration::from_millis(500),
+    );
     assert!(
         dir.0.join("run/aws-node/ipamd.sock").exists(),
         "the socket is in the test's /run"
@@ -230,7 +157,11 @@ fn upstream_ipamd_on_a_sim_node_serves_three_pods_through_libcni() {
         std::os::unix::fs::symlink(peer("upstream", var), dir.0.join("bin").join(name)).unwrap();
     }
     let conflist = dir.0.join("10-aws.conflist");
-    std::fs::write(&conflist, render_conflist(&node.primary_ip, &dir.0)).unwrap();
+    std::fs::write(
+        &conflist,
+        upstream::render_conflist(&node.primary_ip, &dir.0),
+    )
+    .unwrap();
     let mut child = ipamd
         .enter(&cni_client::go_client())
         .arg("-conflist")

@@ -112,6 +112,29 @@ fn the_add_plan_wires_a_pod_that_check_accepts_and_teardown_removes() {
 }
 
 #[test]
+fn one_adapter_applying_the_plan_twice_wires_the_recreated_veth() {
+    // The second application deletes the stale host veth and creates a new pair (new interface indexes): the
+    // links the adapter remembered from the first one must not be used for the second.
+    let w = wired("twice", 3);
+    let first = in_node(&w.node, |net| {
+        apply_all(net, &add_plan(&w.wiring)).unwrap();
+        let first = net.host_mac(&w.wiring.host_ifname).unwrap();
+        apply_all(net, &add_plan(&w.wiring)).unwrap();
+        let second = net.host_mac(&w.wiring.host_ifname).unwrap();
+        assert_ne!(first, second, "the pair was recreated (a new random MAC)");
+        first
+    });
+    assert_eq!(problems(&w), Vec::<String>::new());
+    let host = w.node.ip(&["link", "show", &w.wiring.host_ifname]);
+    assert!(!host.contains(&first), "{host}");
+    let neigh = w.pod.ip(&["neigh", "show", "169.254.1.1"]);
+    assert!(
+        !neigh.contains(&first),
+        "the pod's gateway entry has the new MAC: {neigh}"
+    );
+}
+
+#[test]
 fn check_names_each_kind_of_breakage() {
     let w = wired("break", 2);
     in_node(&w.node, |net| apply_all(net, &add_plan(&w.wiring)).unwrap());

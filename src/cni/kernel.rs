@@ -2,7 +2,9 @@
 //!
 //! One route-netlink socket in the host namespace (the plugin's own) and one per pod namespace, opened once by
 //! entering the namespace on this thread only for the moment the socket is created. All steps then go through
-//! those sockets: no namespace switching per step.
+//! those sockets: no namespace switching per step. While applying a plan, a link looked up once is remembered (its
+//! index and MAC do not change while it exists), so the steps after the veth's creation do not ask the kernel for
+//! it again; a step that creates or deletes a link forgets them all. Verification always asks the kernel.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -20,6 +22,8 @@ pub struct KernelNet {
     host_ns: Netns,
     host: Netlink,
     pods: HashMap<String, Netlink>,
+    /// Links looked up while applying, by (pod namespace or "" for the host, name).
+    seen: HashMap<(String, String), Link>,
 }
 
 impl KernelNet {
@@ -29,6 +33,7 @@ impl KernelNet {
             host_ns: Netns::current()?,
             host: Netlink::open()?,
             pods: HashMap::new(),
+            seen: HashMap::new(),
         })
     }
 
@@ -64,6 +69,28 @@ impl KernelNet {
         }
     }
 
+    /// [`Self::host_link`], remembered until a step creates or deletes a link (for applying only).
+    fn host_link_seen(&mut self, name: &str) -> Result<Link, NetCause> {
+        let key = (String::new(), name.to_string());
+        if let Some(l) = self.seen.get(&key) {
+            return Ok(l.clone());
+        }
+        let l = self.host_link(name)?;
+        self.seen.insert(key, l.clone());
+        Ok(l)
+    }
+
+    /// [`Self::pod_link`], remembered until a step creates or deletes a link (for applying only).
+    fn pod_link_seen(&mut self, netns: &str, ifname: &str) -> Result<Link, NetCause> {
+        let key = (netns.to_string(), ifname.to_string());
+        if let Some(l) = self.seen.get(&key) {
+            return Ok(l.clone());
+        }
+        let l = self.pod_link(netns, ifname)?;
+        self.seen.insert(key, l.clone());
+        Ok(l)
+    }
+
     /// Ok if the pod's main table has a route through `ifname` that `matches` (given the link index).
     fn pod_has_route(
         &mut self,
@@ -92,6 +119,12 @@ impl KernelNet {
 
     fn run(&mut self, op: &Op) -> Result<(), NetCause> {
         let gw = IpAddr::V4(GATEWAY);
+        if matches!(
+            op,
+            Op::CreateVeth { .. } | Op::DeleteHostLink { .. } | Op::DeletePodLink { .. }
+        ) {
+            self.seen.clear();
+        }
         match op {
             Op::DeleteHostLink { name } => self
                 .host
@@ -150,11 +183,11 @@ impl KernelNet {
                     .map_err(NetCause::from)
             }
             Op::HostLinkUp { host_ifname } => {
-                let l = self.host_link(host_ifname)?;
+                let l = self.host_link_seen(host_ifname)?;
                 self.host.set_link_up(l.index).map_err(NetCause::from)
             }
             Op::PodLinkUp { netns, ifname } => {
-                let l = self.pod_link(netns, ifname)?;
+                let l = self.pod_link_seen(netns, ifname)?;
                 self.pod(netns)
                     .and_then(|p| p.set_link_up(l.index))
                     .map_err(NetCause::from)
@@ -164,19 +197,19 @@ impl KernelNet {
                 ifname,
                 addr,
             } => {
-                let l = self.pod_link(netns, ifname)?;
+                let l = self.pod_link_seen(netns, ifname)?;
                 self.pod(netns)
                     .and_then(|p| p.replace_address(l.index, host_net(*addr)))
                     .map_err(NetCause::from)
             }
             Op::PodGatewayRoute { netns, ifname } => {
-                let l = self.pod_link(netns, ifname)?;
+                let l = self.pod_link_seen(netns, ifname)?;
                 self.pod(netns)
                     .and_then(|p| p.replace_route(&Route::link(host_net(GATEWAY), l.index)))
                     .map_err(NetCause::from)
             }
             Op::PodDefaultRoute { netns, ifname } => {
-                let l = self.pod_link(netns, ifname)?;
+                let l = self.pod_link_seen(netns, ifname)?;
                 self.pod(netns)
                     .and_then(|p| {
                         p.replace_route(&Route::via(IpNet::default_for(false), gw, l.index))
@@ -188,16 +221,16 @@ impl KernelNet {
                 ifname,
                 host_ifname,
             } => {
-                let mac = self.host_link(host_ifname)?.mac.ok_or_else(|| {
+                let mac = self.host_link_seen(host_ifname)?.mac.ok_or_else(|| {
                     NetCause::from(format!("host link {host_ifname} has no MAC address"))
                 })?;
-                let l = self.pod_link(netns, ifname)?;
+                let l = self.pod_link_seen(netns, ifname)?;
                 self.pod(netns)
                     .and_then(|p| p.add_permanent_neighbour(l.index, gw, mac))
                     .map_err(NetCause::from)
             }
             Op::HostRoute { addr, host_ifname } => {
-                let l = self.host_link(host_ifname)?;
+                let l = self.host_link_seen(host_ifname)?;
                 self.host
                     .replace_route(&Route::link(host_net(*addr), l.index))
                     .map_err(NetCause::from)
@@ -372,7 +405,7 @@ impl PodNet for KernelNet {
 
     fn host_mac(&mut self, host_ifname: &str) -> Result<String, NetError> {
         let step = || format!("read MAC of {host_ifname}");
-        match self.host_link(host_ifname) {
+        match self.host_link_seen(host_ifname) {
             Ok(Link { mac: Some(mac), .. }) => Ok(mac.to_string()),
             Ok(_) => Err(NetError {
                 step: step(),

@@ -789,6 +789,7 @@ class Sim:
             raw = re.sub(rb"(</%sResponse>\s*)$" % action.encode(), rb"<return>true</return>\1", raw.rstrip())
         if entry is not None:
             entry["status"] = status
+            entry["seconds"] = time.time() - entry["time"]
         if not action.startswith(READ_ONLY_PREFIXES):
             self.kick.set()
         if lost:
@@ -983,6 +984,7 @@ class Sim:
         if entry is not None:
             entry["status"] = status
             entry["error"] = code
+            entry["seconds"] = time.time() - entry["time"]
         reason = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 500: "Internal Server Error"}.get(
             status, "Service Unavailable" if status == 503 else "Error"
         )
