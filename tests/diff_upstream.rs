@@ -26,6 +26,8 @@ mod netns;
 mod node;
 #[path = "support/tempdir.rs"]
 mod tempdir;
+#[path = "peers/upstream.rs"]
+mod upstream;
 #[path = "peers/upstream_node.rs"]
 mod upstream_node;
 #[path = "support/vpcsim.rs"]

@@ -54,7 +54,7 @@ pub fn render_conflist(node_ip: &str, dir: &Path) -> String {
         ("__MTU__", "9001".to_string()),
         ("__PODSGENFORCINGMODE__", "strict".to_string()),
         ("__PLUGINLOGFILE__", d("plugin.log")),
-        ("__PLUGINLOGLEVEL__", "Debug".to_string()),
+        ("__PLUGINLOGLEVEL__", "DEBUG".to_string()),
         ("__EGRESSPLUGINLOGFILE__", d("egress-plugin.log")),
         ("__EGRESSPLUGINENABLED__", "false".to_string()),
         ("__EGRESSPLUGINIPAMSUBNET__", "fd00::ac:00/118".to_string()),

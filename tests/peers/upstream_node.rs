@@ -5,13 +5,12 @@
 //! answers health checks; [`UpstreamNode::try_add_pod`] runs CNI ADD through libcni 1.3 with their
 //! plugin and their conflist (their template rendered as their entrypoint renders it).
 //!
-//! Include after `cluster`, `node`, `cni_client`, `netns`, `tempdir`, `vpcsim` and `ipamd_node`
+//! Include after `cluster`, `node`, `cni_client`, `netns`, `tempdir`, `vpcsim`, `upstream` and `ipamd_node`
 //! (whose [`Pod`] it returns).
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -24,29 +23,7 @@ use crate::node::NodeDaemon;
 use crate::tempdir::TempDir;
 use crate::vpcsim::Node;
 
-/// The values upstream's entrypoint (`aws-vpc-cni`) puts in its conflist template for an IPv4 node
-/// with the DaemonSet's defaults; the plugin logs go to `dir`.
-pub fn render_conflist(node_ip: &str, dir: &Path) -> String {
-    let template =
-        std::fs::read_to_string(peer("upstream", "VPC_CNI_PEER_UPSTREAM_CONFLIST")).unwrap();
-    let d = |p: &str| dir.join(p).display().to_string();
-    [
-        ("__VETHPREFIX__", "eni".to_string()),
-        ("__MTU__", "9001".to_string()),
-        ("__PODSGENFORCINGMODE__", "strict".to_string()),
-        ("__PLUGINLOGFILE__", d("plugin.log")),
-        ("__PLUGINLOGLEVEL__", "DEBUG".to_string()),
-        ("__EGRESSPLUGINLOGFILE__", d("egress-plugin.log")),
-        ("__EGRESSPLUGINENABLED__", "false".to_string()),
-        ("__EGRESSPLUGINIPAMSUBNET__", "fd00::ac:00/118".to_string()),
-        ("__EGRESSPLUGINIPAMDST__", "::/0".to_string()),
-        ("__EGRESSPLUGINIPAMDATADIR__", d("egress-v6-ipam")),
-        ("__RANDOMIZESNAT__", "prng".to_string()),
-        ("__NODEIP__", node_ip.to_string()),
-    ]
-    .iter()
-    .fold(template, |t, (k, v)| t.replace(k, v))
-}
+pub use crate::upstream::render_conflist;
 
 /// The Node object name kubelet gives an EC2 instance.
 pub fn node_name(node: &Node, region: &str) -> String {
@@ -163,31 +140,11 @@ impl UpstreamNode {
             &self.env,
         );
         self.daemon = Some(daemon);
-        let probe = peer("upstream", "VPC_CNI_PEER_GRPC_HEALTH_PROBE");
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let d = self.daemon.as_mut().unwrap();
-            let ok = d
-                .enter(&probe)
-                .args(["-addr", "unix:///var/run/aws-node/ipamd.sock"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if ok {
-                return;
-            }
-            if let Some(status) = d.exited() {
-                panic!("upstream ipamd exited ({status}):\n{}", d.log_tail(60));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "upstream ipamd not serving in 180 s:\n{}",
-                d.log_tail(60)
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        crate::upstream::wait_serving(
+            self.daemon.as_mut().unwrap(),
+            Duration::from_secs(180),
+            Duration::from_millis(500),
+        );
     }
 
     /// The node's namespace.
