@@ -225,19 +225,15 @@ impl RotatingFile {
     /// exclusive lock.
     fn rotate(&mut self) -> io::Result<()> {
         let old = self.file.metadata()?;
-        let now = unix_millis_now();
-        let mut backup = backup_path(&self.path, now);
-        // Two rotations within one millisecond: the next free millisecond rather than overwriting a backup.
-        let mut bump = 1;
-        let taken = |b: &Path| {
-            let mut gz = b.as_os_str().to_owned();
-            gz.push(".gz");
-            b.exists() || Path::new(&gz).exists()
+        // Backups are pruned oldest first by the time in their names, so a new backup must be named later
+        // than every existing one: two rotations within one millisecond, or a wall clock stepped back,
+        // would otherwise have the pruning delete the newest lines instead of the oldest.
+        let newest = newest_backup_time(&self.path);
+        let now = match newest {
+            Some(t) if t >= unix_millis_now() => t + 1,
+            _ => unix_millis_now(),
         };
-        while taken(&backup) && bump < 1000 {
-            backup = backup_path(&self.path, now + bump);
-            bump += 1;
-        }
+        let backup = backup_path(&self.path, now);
         std::fs::rename(&self.path, &backup)?;
         let file = OpenOptions::new()
             .create_new(true)
@@ -335,6 +331,20 @@ pub fn backup_path(path: &Path, unix_millis: u64) -> PathBuf {
         .trim_end_matches('Z')
         .replace(':', "-");
     path.with_file_name(format!("{stem}-{stamp}{ext}"))
+}
+
+/// The latest rotation time among the backups (plain or gzipped) beside the log file `path`.
+fn newest_backup_time(path: &Path) -> Option<u64> {
+    let log_name = path.file_name()?.to_str()?;
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| backup_time(log_name, e.file_name().to_str()?))
+        .max()
 }
 
 /// The rotation time (Unix milliseconds) a backup's file name carries, if `file_name` is a backup (plain or

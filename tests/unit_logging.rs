@@ -596,3 +596,31 @@ proptest! {
         prop_assert_eq!(back * 1000 + milli, ms, "{}", ts);
     }
 }
+
+#[test]
+fn a_backup_named_in_the_future_does_not_make_the_pruning_drop_the_newest_lines() {
+    // A wall clock stepped back (or two rotations in one millisecond) must not give the next backup an
+    // earlier name than an existing one: pruning goes by the names' times, oldest first.
+    let tmp = TempDir::new("clock");
+    let path = tmp.0.join("plugin.log");
+    let ahead = logging::backup_path(&path, now_ms() + 3_600_000);
+    std::fs::write(&ahead, "written before the clock was stepped back 0\n").expect("backup");
+    let logger =
+        Logger::file(&path, LogLevel::Debug, small(600, 1, false), Mill::Inline).expect("open log");
+    for i in 0..15 {
+        emit(
+            &logger,
+            log::Level::Info,
+            "vpc_cni::cni",
+            &format!("line {i:03}"),
+        );
+    }
+    let files = log_files(&tmp.0);
+    assert_eq!(files.len(), 2, "one backup and the live file: {files:?}");
+    let backup: Vec<&String> = files.keys().filter(|n| *n != "plugin.log").collect();
+    let text = &files[backup[0]];
+    assert!(
+        text.contains("line 000") && !text.contains("stepped back"),
+        "the newest backup was pruned instead of the oldest: {files:?}"
+    );
+}
