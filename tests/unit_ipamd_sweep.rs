@@ -182,3 +182,47 @@ fn without_a_cluster_name_the_sweep_does_not_filter_on_it() {
         .iter()
         .all(|f| !f.name.starts_with("tag:cluster")));
 }
+
+#[test]
+fn at_start_this_nodes_unattached_enis_go_whatever_their_age() {
+    let young = rfc3339_of(SystemTime::now());
+    let mut mine = eni("eni-mine", "aws-K8S-i-me", Some(&young));
+    mine.tags[0] = Tag::new("node.k8s.amazonaws.com/instance_id", "i-me");
+    let mut attached = mine.clone();
+    attached.id = "eni-attached".into();
+    attached.attachment = Some(Attachment::default());
+    let mut kept = mine.clone();
+    kept.id = "eni-no-manage".into();
+    kept.tags
+        .push(Tag::new("node.k8s.amazonaws.com/no_manage", "true"));
+    let ec2 = Recorder {
+        answer: vec![
+            mine,
+            attached,
+            kept,
+            // Another node's ENI, should EC2's filter let it through: not ours to delete at our start.
+            eni("eni-other-node", "aws-K8S-i-gone", Some(&young)),
+            eni("eni-someone-elses", "database ENI", Some(&young)),
+        ],
+        ..Recorder::default()
+    };
+    let n = vpc_cni::ipamd::sweep::delete_own_unattached_enis(&ec2, "i-me").unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(*ec2.deleted.lock().unwrap(), vec!["eni-mine".to_string()]);
+    let d = ec2.describes.lock().unwrap();
+    let filters: Vec<(String, Vec<String>)> = d[0]
+        .filters
+        .iter()
+        .map(|f| (f.name.clone(), f.values.clone()))
+        .collect();
+    assert_eq!(
+        filters,
+        vec![
+            (
+                "tag:node.k8s.amazonaws.com/instance_id".into(),
+                vec!["i-me".into()]
+            ),
+            ("status".into(), vec!["available".into()]),
+        ]
+    );
+}

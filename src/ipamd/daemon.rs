@@ -489,6 +489,14 @@ impl Daemon {
         if cfg.disable_network_resource_provisioning {
             info!("DISABLE_NETWORK_RESOURCE_PROVISIONING: no mutating EC2 call; the pool is what is attached");
         }
+        // ENIs an earlier run created and never attached (killed between the two calls).
+        if let (Some(ec2), Some(_)) = (&ec2, &executor) {
+            let t = StdInstant::now();
+            if let Err(e) = super::sweep::delete_own_unattached_enis(ec2.as_ref(), &instance_id) {
+                warn!("looking for ENIs an earlier run left unattached: {e}");
+            }
+            ec2_wait += t.elapsed();
+        }
         // Upstream tags every managed ENI (trunk and no_manage ones aside) with the node's ENI tags
         // at start, the primary included, so tooling that finds a node's ENIs by tag sees them all.
         // A failure is logged, not fatal: the tags matter to people, not to the pool.

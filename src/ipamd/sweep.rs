@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use log::{info, warn};
 
-use super::executor::{ENI_DESCRIPTION_PREFIX, TAG_CLUSTER_NAME, TAG_CREATED_AT, TAG_INSTANCE_ID};
+use super::executor::{
+    ENI_DESCRIPTION_PREFIX, TAG_CLUSTER_NAME, TAG_CREATED_AT, TAG_INSTANCE_ID, TAG_NO_MANAGE,
+};
 use crate::aws::ec2::{DescribeNetworkInterfaces, Ec2, Filter, Tag};
 
 /// ENIs younger than this are not leaked yet: their node may still be attaching them (upstream 5 min).
@@ -73,6 +75,45 @@ pub fn sweep_leaked_enis(
             }
             Err(e) if e.is_not_found() => {}
             Err(e) => warn!("deleting leaked ENI {}: {e}", ni.id),
+        }
+    }
+    Ok(deleted)
+}
+
+/// At start: deletes the ENIs ipamd created for this instance (`instance_id` tag, `aws-K8S-`
+/// description) that are not attached, whatever their age. Only this node's ipamd creates ENIs for
+/// it and nothing is in flight before the first pool check, so such an ENI was left by an earlier
+/// run that died between create and attach (or lost the answer): the hourly sweep would take it
+/// only after 5 minutes and up to an hour. Returns how many were deleted.
+pub fn delete_own_unattached_enis(ec2: &dyn Ec2, instance_id: &str) -> Result<usize, String> {
+    let found = ec2
+        .describe_network_interfaces(&DescribeNetworkInterfaces {
+            ids: vec![],
+            filters: vec![
+                Filter::new(format!("tag:{TAG_INSTANCE_ID}"), [instance_id]),
+                Filter::new("status", ["available"]),
+            ],
+        })
+        .map_err(|e| e.to_string())?;
+    let mut deleted = 0;
+    for ni in found {
+        if !ni.description.starts_with(ENI_DESCRIPTION_PREFIX)
+            || ni.attachment.is_some()
+            || ni.tag(TAG_INSTANCE_ID) != Some(instance_id)
+            || ni.tag(TAG_NO_MANAGE).is_some()
+        {
+            continue;
+        }
+        match ec2.delete_network_interface(&ni.id) {
+            Ok(()) => {
+                info!(
+                    "deleted ENI {}, created for this node by an earlier run and never attached",
+                    ni.id
+                );
+                deleted += 1;
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => warn!("deleting unattached ENI {}: {e}", ni.id),
         }
     }
     Ok(deleted)
