@@ -348,6 +348,21 @@ pub enum BindAddress {
 }
 
 impl BindAddress {
+    /// Where a client connects to a server bound here: an unspecified address (`0.0.0.0`, `::`) is
+    /// reached on loopback.
+    pub fn connect_target(&self) -> BindAddress {
+        match self {
+            BindAddress::Tcp(a) if a.ip().is_unspecified() => {
+                let ip = match a.ip() {
+                    std::net::IpAddr::V4(_) => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                    std::net::IpAddr::V6(_) => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+                };
+                BindAddress::Tcp(SocketAddr::new(ip, a.port()))
+            }
+            other => other.clone(),
+        }
+    }
+
     /// How `vpc-cni config` prints it.
     pub fn display(&self) -> String {
         match self {

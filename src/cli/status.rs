@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -583,42 +583,37 @@ pub struct Answer {
     pub body: String,
 }
 
-/// Where to connect for a bind address: an unspecified address is reached on loopback.
-pub fn connect_target(addr: &BindAddress) -> BindAddress {
-    match addr {
-        BindAddress::Tcp(a) if a.ip().is_unspecified() => {
-            let ip = match a.ip() {
-                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            };
-            BindAddress::Tcp(SocketAddr::new(ip, a.port()))
-        }
-        other => other.clone(),
-    }
-}
-
 /// One `GET` over HTTP/1.1 (`Connection: close`), the whole answer within `timeout`.
 pub fn http_get(addr: &BindAddress, path: &str, timeout: Duration) -> io::Result<Answer> {
     let began = Instant::now();
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: vpc-cni-status\r\nConnection: close\r\n\r\n");
-    let mut raw = Vec::new();
     let left = || {
         timeout
             .checked_sub(began.elapsed())
             .filter(|d| !d.is_zero())
             .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "timed out"))
     };
-    fn read_all(
-        r: &mut dyn Read,
-        raw: &mut Vec<u8>,
+    /// Writes the request and reads the answer to the end, every step within what is `left`.
+    fn exchange<S>(
+        s: &S,
+        request: &[u8],
         left: &dyn Fn() -> io::Result<Duration>,
-        set: &dyn Fn(Duration) -> io::Result<()>,
-    ) -> io::Result<()> {
+        set_write: fn(&S, Option<Duration>) -> io::Result<()>,
+        set_read: fn(&S, Option<Duration>) -> io::Result<()>,
+    ) -> io::Result<Vec<u8>>
+    where
+        for<'a> &'a S: Read + Write,
+    {
+        set_write(s, Some(left()?))?;
+        let mut w = s;
+        w.write_all(request)?;
+        let mut raw = Vec::new();
         let mut buf = [0u8; 16 * 1024];
         loop {
-            set(left()?)?;
+            set_read(s, Some(left()?))?;
+            let mut r = s;
             match r.read(&mut buf) {
-                Ok(0) => return Ok(()),
+                Ok(0) => return Ok(raw),
                 Ok(n) => {
                     raw.extend_from_slice(&buf[..n]);
                     if raw.len() > 64 * 1024 * 1024 {
@@ -644,26 +639,22 @@ pub fn http_get(addr: &BindAddress, path: &str, timeout: Duration) -> io::Result
             }
         }
     }
-    match connect_target(addr) {
-        BindAddress::Tcp(a) => {
-            let mut s = TcpStream::connect_timeout(&a, left()?)?;
-            s.set_write_timeout(Some(left()?))?;
-            s.write_all(request.as_bytes())?;
-            let reader = s.try_clone()?;
-            read_all(&mut &reader, &mut raw, &left, &|d| {
-                s.set_read_timeout(Some(d))
-            })?;
-        }
-        BindAddress::Unix(p) => {
-            let mut s = UnixStream::connect(&p)?;
-            s.set_write_timeout(Some(left()?))?;
-            s.write_all(request.as_bytes())?;
-            let reader = s.try_clone()?;
-            read_all(&mut &reader, &mut raw, &left, &|d| {
-                s.set_read_timeout(Some(d))
-            })?;
-        }
-    }
+    let raw = match addr.connect_target() {
+        BindAddress::Tcp(a) => exchange(
+            &TcpStream::connect_timeout(&a, left()?)?,
+            request.as_bytes(),
+            &left,
+            TcpStream::set_write_timeout,
+            TcpStream::set_read_timeout,
+        )?,
+        BindAddress::Unix(p) => exchange(
+            &UnixStream::connect(&p)?,
+            request.as_bytes(),
+            &left,
+            UnixStream::set_write_timeout,
+            UnixStream::set_read_timeout,
+        )?,
+    };
     parse_answer(&raw)
 }
 
@@ -902,7 +893,7 @@ eni-0bbb  10.0.2.32/28   10.0.2.33   assigned                  kube-system/cored
         )
         .unwrap()
         .unwrap();
-        assert_eq!(connect_target(&o.address).display(), "127.0.0.1:7000");
+        assert_eq!(o.address.connect_target().display(), "127.0.0.1:7000");
         assert_eq!(o.timeout, Duration::from_secs(9));
         assert_eq!(parse_args(&["-h".into()], &env_none).unwrap(), None);
         for bad in [

@@ -17,7 +17,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -444,16 +444,8 @@ impl Drop for HttpHandle {
 
 /// Connects once to our own listener so that a blocked accept() returns.
 fn wake(local: &BindAddress) -> bool {
-    match local {
-        BindAddress::Tcp(a) => {
-            let ip = match a.ip() {
-                IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-                ip => ip,
-            };
-            TcpStream::connect_timeout(&SocketAddr::new(ip, a.port()), Duration::from_secs(2))
-                .is_ok()
-        }
+    match local.connect_target() {
+        BindAddress::Tcp(a) => TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok(),
         BindAddress::Unix(p) => UnixStream::connect(p).is_ok(),
     }
 }
