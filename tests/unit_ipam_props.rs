@@ -779,3 +779,40 @@ fn regression_unneeded_empty_eni_with_zero_targets() {
     run_random_phase(&s).unwrap();
     run_convergence(&s).unwrap();
 }
+
+/// Found by `convergence`: prefix mode, WARM_IP_TARGET=2, max pods 4, a leftover /32 and no free
+/// /28 at first, so the fallback grew with /32s. The pool settled with five /32s, one free,
+/// although four reach max pods.
+#[test]
+fn regression_prefix_fallback_beyond_max_pods() {
+    use Ec2::{Ok as Good, Other};
+    use Op::{Add, NoFreePrefix, Tick};
+    let s = Scenario {
+        mode: AddressMode::PrefixIpv4,
+        cfg: PoolConfig {
+            warm_eni_target: 1,
+            warm_ip_target: Some(2),
+            minimum_ip_target: None,
+            warm_prefix_target: 0,
+            max_eni: None,
+            max_pods: 4,
+            pod_eni: false,
+            custom_networking: false,
+        },
+        limits: InstanceLimits::simple("synthetic", 2, 7),
+        leftovers: 1,
+        ops: vec![
+            Tick(Other),
+            NoFreePrefix(true),
+            Tick(Good),
+            Tick(Good),
+            Add(0),
+            Add(0),
+            Tick(Good),
+            Add(1),
+            Add(2),
+        ],
+    };
+    run_random_phase(&s).unwrap();
+    run_convergence(&s).unwrap();
+}

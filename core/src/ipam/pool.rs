@@ -295,8 +295,8 @@ pub struct Assessment {
     /// unassign or ENI free that EC2 still holds) and the limit-exceeded describe path can bring
     /// blocks back that no pod can ever use. Not in upstream.
     pub beyond_max_pods: u32,
-    /// Prefix mode while the fallback counts /32s: free /32s beyond what the targets need (they
-    /// may be released). Not in upstream.
+    /// Prefix mode while the fallback counts /32s: free /32s beyond what the targets need or
+    /// beyond max pods (they may be released). Not in upstream.
     pub over_addresses: u32,
     /// Upstream `isDatastorePoolTooHigh`, or blocks beyond max pods, or `over_addresses > 0`.
     pub too_high: bool,
@@ -448,7 +448,12 @@ impl Pool {
             } else {
                 available.saturating_sub(IPS_PER_PREFIX.saturating_mul(self.cfg.warm_prefix_target))
             };
-            surplus.min(self.free_fallback_addresses(ds, now, false))
+            // Beyond max pods too: the cap on growth counts only what served pods then, and a
+            // leftover /32 of the other mode starts serving when the fallback begins.
+            let beyond = stats.total.saturating_sub(self.cfg.max_pods);
+            surplus
+                .max(beyond)
+                .min(self.free_fallback_addresses(ds, now, false))
         } else {
             0
         };
