@@ -144,6 +144,10 @@ pub struct DelNetworkRequest {
     pub network_name: String,
     /// `K8S_POD_UID`.
     pub k8s_pod_uid: String,
+    /// Ours: the interface index, in the host namespace, of the host end of the pod's veth (0: none
+    /// found). ipamd deletes the pair after replying, so that the kernel's slow unregistration of
+    /// the link is not part of the DEL.
+    pub host_veth_index: u32,
 }
 
 /// Reply to `DelNetwork`.
@@ -158,6 +162,9 @@ pub struct DelNetworkReply {
     pub pod_vlan_id: u32,
     /// Network policy mode.
     pub network_policy_mode: String,
+    /// Ours: ipamd took the request's `hostVethIndex` and deletes that link after replying; when
+    /// false, the plugin deletes the pair itself before it answers the runtime.
+    pub host_veth_taken: bool,
 }
 
 /// Reply to `Status` (CNI STATUS).

@@ -219,7 +219,7 @@ fn libcni_runs_twenty_pods_through_the_reference_chain_with_traffic_both_ways() 
         ok(&client.call("del", p, bandwidth_args()), "DEL");
     }
     assert_eq!(node.pool.assigned(), 0);
-    assert_eq!(node.extra_links(), Vec::<String>::new());
+    assert_eq!(node.pod_links_after_dels(), Vec::<String>::new());
     assert_eq!(node.pod_rules(), Vec::<String>::new());
     let host_routes = node.ns.ip(&["route", "show"]);
     assert!(
@@ -260,7 +260,7 @@ fn libcni_with_a_1_0_0_conflist() {
         ok(&client.call("del", p, json!({})), "DEL");
     }
     assert_eq!(node.pool.assigned(), 0);
-    assert_eq!(node.extra_links(), Vec::<String>::new());
+    assert_eq!(node.pod_links_after_dels(), Vec::<String>::new());
 }
 
 fn base_env<'a>(cmd: &'a str, p: &'a Pod, netns: &'a str) -> Vec<(&'a str, &'a str)> {
@@ -597,7 +597,7 @@ fn concurrent_clients_get_distinct_addresses_and_working_pods() {
     distinct.dedup();
     assert_eq!(distinct.len(), 20, "{ips:?}");
     assert_eq!(node.pool.assigned(), 0);
-    assert_eq!(node.extra_links(), Vec::<String>::new());
+    assert_eq!(node.pod_links_after_dels(), Vec::<String>::new());
     assert_eq!(node.pod_rules(), Vec::<String>::new());
 }
 
@@ -630,7 +630,7 @@ fn del_of_an_old_sandbox_leaves_the_new_sandbox_of_the_same_pod_working() {
     ok(&client.call("check", &new, json!({})), "CHECK new sandbox");
     ok(&client.call("del", &new, json!({})), "DEL new sandbox");
     assert_eq!(node.pool.assigned(), 0);
-    assert_eq!(node.extra_links(), Vec::<String>::new());
+    assert_eq!(node.pod_links_after_dels(), Vec::<String>::new());
 }
 
 #[test]

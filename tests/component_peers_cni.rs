@@ -155,7 +155,7 @@ fn libcni_1_3_add_check_del_with_a_1_1_0_conflist() {
         ok(&client.call("del", p, json!({})), "DEL");
     }
     assert!(node.pool.assigned_ids().is_empty());
-    assert_eq!(node.pod_links(), Vec::<String>::new());
+    assert_eq!(node.pod_links_after_dels(), Vec::<String>::new());
     assert_eq!(node.to_pod_rules(), Vec::<String>::new());
     // libcni dropped its cached results: a second DEL (runtimes retry) still succeeds.
     ok(&client.call("del", &pods[0], json!({})), "second DEL");

@@ -91,6 +91,7 @@ fn the_add_plan_wires_a_pod_that_check_accepts_and_teardown_removes() {
         pod_ifname: "eth0".into(),
         host_ifname: Some(w.wiring.host_ifname.clone()),
         ipv4: Some(w.wiring.ipv4),
+        veth_taken: None,
     });
     let failures = in_node(&w.node, |net| teardown_all(net, &undo));
     assert!(failures.is_empty(), "{failures:?}");

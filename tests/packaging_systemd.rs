@@ -624,7 +624,7 @@ fn daemon_speaks_the_notify_protocol_with_the_units_privileges() {
             container_id: "c-p1".into(),
             if_name: "eth0".into(),
             network_name: "aws-cni".into(),
-            k8s_pod_uid: String::new(),
+            ..Default::default()
         })
         .unwrap();
     assert!(del.success, "DEL: {del:?}");

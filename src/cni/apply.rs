@@ -118,6 +118,8 @@ pub trait PodNet {
     fn host_mac(&mut self, host_ifname: &str) -> Result<String, NetError>;
     /// Whether the namespace at `netns` exists and can be entered.
     fn netns_exists(&mut self, netns: &str) -> bool;
+    /// The host-side index of the veth whose pod end is `ifname` in `netns`, if there is one.
+    fn host_veth_index(&mut self, netns: &str, ifname: &str) -> Option<u32>;
 }
 
 /// A step of a plan that failed, and where.
@@ -177,6 +179,8 @@ pub(crate) mod fake {
         pub missing: BTreeSet<String>,
         /// Namespaces reported missing.
         pub gone_netns: BTreeSet<String>,
+        /// Host-side index of every pod's veth (None: no veth found).
+        pub host_veth: Option<u32>,
     }
 
     impl PodNet for RecordingNet {
@@ -202,6 +206,9 @@ pub(crate) mod fake {
         }
         fn netns_exists(&mut self, netns: &str) -> bool {
             !self.gone_netns.contains(netns)
+        }
+        fn host_veth_index(&mut self, netns: &str, _ifname: &str) -> Option<u32> {
+            self.host_veth.filter(|_| !self.gone_netns.contains(netns))
         }
     }
 }
@@ -271,6 +278,7 @@ mod tests {
             pod_ifname: "eth0".into(),
             host_ifname: Some("enix".into()),
             ipv4: Some(Ipv4Addr::new(10, 0, 0, 2)),
+            veth_taken: None,
         });
         let failures = teardown_all(&mut net, &t);
         assert_eq!(failures.len(), 2);

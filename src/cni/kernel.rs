@@ -235,6 +235,11 @@ impl KernelNet {
                     .replace_route(&Route::link(host_net(*addr), l.index))
                     .map_err(NetCause::from)
             }
+            Op::DeleteHostRoute { addr, link_index } => self
+                .host
+                .delete_route(&Route::link(host_net(*addr), *link_index))
+                .map(drop)
+                .map_err(NetCause::from),
             Op::AddRule {
                 priority,
                 selector,
@@ -381,6 +386,7 @@ impl KernelNet {
             // Steps that leave nothing to verify.
             Op::DeleteHostLink { .. }
             | Op::DeletePodLink { .. }
+            | Op::DeleteHostRoute { .. }
             | Op::DeleteRules { .. }
             | Op::SetHostVethSysctls { .. } => Ok(()),
         }
@@ -420,5 +426,14 @@ impl PodNet for KernelNet {
 
     fn netns_exists(&mut self, netns: &str) -> bool {
         self.pods.contains_key(netns) || Netns::open(netns).is_ok()
+    }
+
+    fn host_veth_index(&mut self, netns: &str, ifname: &str) -> Option<u32> {
+        let l = self.pod_link(netns, ifname).ok()?;
+        if l.kind.as_deref() == Some("veth") {
+            l.link
+        } else {
+            None
+        }
     }
 }

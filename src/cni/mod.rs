@@ -163,6 +163,9 @@ impl PodNet for NoKernel {
     fn netns_exists(&mut self, _netns: &str) -> bool {
         false
     }
+    fn host_veth_index(&mut self, _netns: &str, _ifname: &str) -> Option<u32> {
+        None
+    }
 }
 
 /// Runs one command. `Ok(Some(json))` is printed on stdout; `Ok(None)` prints nothing.
@@ -226,6 +229,7 @@ fn del_request(env: &Env, conf: &NetConf, reason: &str) -> rpc::DelNetworkReques
         if_name: env.ifname.clone(),
         network_name: conf.name.clone(),
         k8s_pod_uid: env.args.pod_uid.clone(),
+        host_veth_index: 0,
     }
 }
 
@@ -297,6 +301,7 @@ fn cmd_add(
                 pod_ifname: env.ifname.clone(),
                 host_ifname: veth_created.then(|| wiring.host_ifname.clone()),
                 ipv4: Some(ipv4),
+                veth_taken: None,
             });
             let leftovers = apply::teardown_all(net, &undo);
             release_after_failure(env, conf, ipamd);
@@ -359,11 +364,24 @@ fn cmd_del(
     net: &mut dyn PodNet,
 ) -> Result<(), CniError> {
     let prev = conf.prev_result.as_ref();
-    let from_ipamd = match ipamd.del(del_request(env, conf, "PodDeleted")) {
-        Ok(reply) => reply
-            .ip_allocations
-            .first()
-            .and_then(|a| a.ipv4_addr.parse::<Ipv4Addr>().ok()),
+    let netns = env.netns.clone().filter(|n| net.netns_exists(n));
+    let host_veth = netns
+        .as_deref()
+        .and_then(|n| net.host_veth_index(n, &env.ifname));
+    let mut veth_taken = None;
+    let from_ipamd = match ipamd.del(rpc::DelNetworkRequest {
+        host_veth_index: host_veth.unwrap_or(0),
+        ..del_request(env, conf, "PodDeleted")
+    }) {
+        Ok(reply) => {
+            if reply.host_veth_taken {
+                veth_taken = host_veth;
+            }
+            reply
+                .ip_allocations
+                .first()
+                .and_then(|a| a.ipv4_addr.parse::<Ipv4Addr>().ok())
+        }
         Err(ClientError::Remote(e)) if e.code == RpcCode::NotFound => {
             log::info!(
                 "ipamd has no address for {}/{}: {e}",
@@ -382,15 +400,16 @@ fn cmd_del(
         }
     };
     let ipv4 = from_ipamd.or_else(|| prev.and_then(CniResult::ipv4));
-    let netns = env.netns.clone().filter(|n| net.netns_exists(n));
     // The host veth is never deleted by name here: its name derives from the pod's namespace/name, which a newer
-    // sandbox of the same pod shares. Deleting the pod-side end inside this sandbox's namespace removes the pair;
-    // a vanished namespace took the pair with it.
+    // sandbox of the same pod shares. ipamd deletes the pair by index after answering (the kernel's unregistration
+    // of a link takes tens of milliseconds); if it did not take it, deleting the pod-side end inside this sandbox's
+    // namespace removes the pair. A vanished namespace took the pair with it.
     let ops = plan::teardown_plan(&Teardown {
         netns,
         pod_ifname: env.ifname.clone(),
         host_ifname: None,
         ipv4,
+        veth_taken,
     });
     let failures = apply::teardown_all(net, &ops);
     if failures.is_empty() {
@@ -507,6 +526,7 @@ fn cmd_gc(conf: &NetConf, ipamd: &dyn Ipamd, net: &mut dyn PodNet) -> Result<(),
             pod_ifname: r.key.if_name.clone(),
             host_ifname: None,
             ipv4: r.ipv4_addr.parse().ok(),
+            veth_taken: None,
         });
         failures.extend(apply::teardown_all(net, &ops));
     }

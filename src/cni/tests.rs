@@ -16,6 +16,8 @@ struct ScriptedIpamd {
     add_error: Option<RpcError>,
     del_unknown: bool,
     route_table: u32,
+    /// Takes the veth a DEL names, as ipamd with its reaper does.
+    takes_veth: bool,
     calls: RefCell<Vec<String>>,
     gc_released: Vec<rpc::Released>,
 }
@@ -51,9 +53,10 @@ impl Ipamd for ScriptedIpamd {
         })
     }
     fn del(&self, req: rpc::DelNetworkRequest) -> Result<DelNetworkReply, ClientError> {
-        self.calls
-            .borrow_mut()
-            .push(format!("del {} {}", req.container_id, req.reason));
+        self.calls.borrow_mut().push(format!(
+            "del {} {} veth {}",
+            req.container_id, req.reason, req.host_veth_index
+        ));
         if self.down {
             return Err(unreachable());
         }
@@ -69,6 +72,7 @@ impl Ipamd for ScriptedIpamd {
                 ipv4_addr: "10.0.1.20".into(),
                 ..Default::default()
             }],
+            host_veth_taken: self.takes_veth && req.host_veth_index != 0,
             ..Default::default()
         })
     }
@@ -151,7 +155,7 @@ fn a_failed_step_undoes_the_wiring_and_releases_the_address() {
         e.details.contains("169.254.1.1") && e.details.contains("released"),
         "{e}"
     );
-    assert_eq!(ipamd.calls.borrow()[1], "del c0ffee SetupNSFailed");
+    assert_eq!(ipamd.calls.borrow()[1], "del c0ffee SetupNSFailed veth 0");
     // The undo ran after the partial setup: rules, host link and pod link deleted.
     let tail: Vec<_> = net.applied.iter().rev().take(4).collect();
     assert!(tail
@@ -170,7 +174,7 @@ fn a_failed_veth_creation_leaves_the_interfaces_in_the_way_alone() {
     };
     let e = run(&env("ADD"), CONF, &ipamd, &mut net).unwrap_err();
     assert_eq!(e.code, ErrorCode::SetupFailed);
-    assert_eq!(ipamd.calls.borrow()[1], "del c0ffee SetupNSFailed");
+    assert_eq!(ipamd.calls.borrow()[1], "del c0ffee SetupNSFailed veth 0");
     // Only the stale-leftover removal ran before; the undo removes rules only, no links.
     let after_create: Vec<_> = net.applied.iter().skip(1).collect();
     assert!(!after_create.is_empty());
@@ -256,6 +260,65 @@ fn del_with_ipamd_down_tears_down_from_prev_result_and_succeeds() {
         .applied
         .iter()
         .all(|o| !matches!(o, Op::DeleteHostLink { .. })));
+}
+
+#[test]
+fn del_hands_the_veth_to_ipamd_and_removes_only_rules_and_route() {
+    let ipamd = ScriptedIpamd {
+        takes_veth: true,
+        ..Default::default()
+    };
+    let mut net = RecordingNet {
+        host_veth: Some(41),
+        ..Default::default()
+    };
+    assert_eq!(run(&env("DEL"), CONF, &ipamd, &mut net), Ok(None));
+    assert_eq!(ipamd.calls.borrow()[0], "del c0ffee PodDeleted veth 41");
+    let ip: Ipv4Addr = "10.0.1.20".parse().unwrap();
+    assert_eq!(
+        net.applied,
+        vec![
+            Op::DeleteRules {
+                priority: plan::TO_POD_RULE_PRIORITY,
+                selector: plan::RuleSelector::To(ip)
+            },
+            Op::DeleteRules {
+                priority: plan::FROM_POD_RULE_PRIORITY,
+                selector: plan::RuleSelector::From(ip)
+            },
+            Op::DeleteHostRoute {
+                addr: ip,
+                link_index: 41
+            },
+        ]
+    );
+}
+
+#[test]
+fn del_deletes_the_veth_itself_when_ipamd_does_not_take_it() {
+    // An ipamd without the reaper, and one that does not know the pod.
+    for ipamd in [
+        ScriptedIpamd::default(),
+        ScriptedIpamd {
+            takes_veth: true,
+            del_unknown: true,
+            ..Default::default()
+        },
+    ] {
+        let mut net = RecordingNet {
+            host_veth: Some(41),
+            ..Default::default()
+        };
+        assert_eq!(run(&env("DEL"), CONF, &ipamd, &mut net), Ok(None));
+        assert!(net.applied.contains(&Op::DeletePodLink {
+            netns: "/run/netns/pod".into(),
+            ifname: "eth0".into()
+        }));
+        assert!(net
+            .applied
+            .iter()
+            .all(|o| !matches!(o, Op::DeleteHostRoute { .. })));
+    }
 }
 
 #[test]

@@ -1110,7 +1110,16 @@ pub fn main_with(cfg: Config, net: Box<dyn NodeNet>) -> i32 {
             let _ = t.send(Event::Wake(u));
         }
     });
-    let service = Arc::new(daemon.address_service(wake));
+    let mut service = daemon.address_service(wake);
+    let reaper = crate::netlink::Netns::current()
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(super::veth_reaper::VethReaper::spawn);
+    match reaper {
+        Ok(r) => service = service.with_veth_reaper(Arc::new(r)),
+        // The plugin then deletes each pair itself, as part of the DEL.
+        Err(e) => warn!("veth reaper thread: {e}; the plugin deletes pod veths itself"),
+    }
+    let service = Arc::new(service);
     let ready = super::introspection::ReadinessFlag::new("ipamd is starting");
     let startup = Arc::new(Mutex::new(None));
     let http = super::serve::start(super::serve::Sources {

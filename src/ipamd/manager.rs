@@ -20,6 +20,7 @@ use crate::ipam::{
     AssignRequest, CheckpointData, Datastore, Instant, IpamKey, PodAddress, PodMetadata, Pool,
     ReleaseOutcome,
 };
+use crate::ipamd::veth_reaper::{VethReaper, VethRelease};
 use crate::rpc::{self, AddressManager, RpcCode, RpcError};
 
 /// Why the loop is woken.
@@ -151,6 +152,7 @@ pub struct AddressService {
     clock: Arc<dyn Clock>,
     reply: ReplyTemplate,
     wake: Arc<dyn Fn(Urgency) + Send + Sync>,
+    veth_reaper: Option<Arc<VethReaper>>,
 }
 
 impl std::fmt::Debug for AddressService {
@@ -186,7 +188,37 @@ impl AddressService {
             clock,
             reply,
             wake,
+            veth_reaper: None,
         }
+    }
+
+    /// Deletes the veth pair of each released pod after answering its DEL (the plugin deletes it
+    /// itself otherwise).
+    pub fn with_veth_reaper(mut self, reaper: Arc<VethReaper>) -> AddressService {
+        self.veth_reaper = Some(reaper);
+        self
+    }
+
+    /// Hands the DEL's veth to the reaper; whether it took it.
+    fn take_veth(&self, req: &rpc::DelNetworkRequest) -> bool {
+        let Some(reaper) = &self.veth_reaper else {
+            return false;
+        };
+        if req.host_veth_index == 0 {
+            return false;
+        }
+        let name = (!req.k8s_pod_namespace.is_empty() && !req.k8s_pod_name.is_empty()).then(|| {
+            crate::cni::plan::host_veth_name(
+                &self.reply.veth_prefix,
+                &req.k8s_pod_namespace,
+                &req.k8s_pod_name,
+            )
+        });
+        reaper.take(VethRelease {
+            index: req.host_veth_index,
+            name,
+            prefix: self.reply.veth_prefix.clone(),
+        })
     }
 
     fn allocation(pod: &PodAddress) -> rpc::IpAllocation {
@@ -322,6 +354,7 @@ impl AddressManager for AddressService {
                 Ok(rpc::DelNetworkReply {
                     success: true,
                     ip_allocations: vec![AddressService::allocation(&r.pod)],
+                    host_veth_taken: self.take_veth(req),
                     ..Default::default()
                 })
             }

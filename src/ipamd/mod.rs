@@ -13,6 +13,7 @@ pub mod reconcile;
 pub mod serve;
 pub mod signals;
 pub mod sweep;
+pub mod veth_reaper;
 
 pub mod node_apply;
 pub mod node_plan;

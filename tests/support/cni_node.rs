@@ -70,7 +70,7 @@ impl CniNode {
         std::fs::create_dir_all(conflist.parent().unwrap()).unwrap();
         std::fs::write(&conflist, serde_json::to_vec_pretty(&list).unwrap()).unwrap();
         let socket = dir.join("ipamd.sock");
-        let pool = SeededIpamd::new(&dir.join("ipam.json"));
+        let pool = SeededIpamd::with_veth_reaper(&dir.join("ipam.json"), &ns.path());
         let server = rpc::Server::bind(&socket)
             .unwrap()
             .spawn(pool.service.clone(), Duration::from_secs(5))
@@ -117,6 +117,13 @@ impl CniNode {
             })
             .filter(|n| !matches!(n.as_str(), "lo" | "eth0" | "eth0p"))
             .collect()
+    }
+
+    /// The pod links left once ipamd's reaper has deleted the veths of answered DELs (it does so
+    /// right after answering; this waits up to 5 s for the node to have none).
+    pub fn pod_links_after_dels(&self) -> Vec<String> {
+        eventually(|| self.pod_links().is_empty());
+        self.pod_links()
     }
 
     /// The node's policy rules at the given priorities (`512` to pods, `1536` from pods).

@@ -13,6 +13,8 @@ use vpc_cni::ipam::{
     Datastore, DatastoreConfig, EniSpec, InstanceLimits, Instant, Pool, PoolConfig,
 };
 use vpc_cni::ipamd::manager::{self, AddressService, NodeState, ReplyTemplate, SystemClock};
+use vpc_cni::ipamd::veth_reaper::VethReaper;
+use vpc_cni::netlink::Netns;
 
 /// The product address service over a seeded datastore.
 pub struct SeededIpamd {
@@ -64,6 +66,24 @@ impl SeededIpamd {
         SeededIpamd { service, state }
     }
 
+    /// [`SeededIpamd::new`], deleting the veths of DELs in the node namespace `netns` after
+    /// answering, as the daemon does in its own.
+    pub fn with_veth_reaper(checkpoint: &Path, netns: &Path) -> SeededIpamd {
+        let s = SeededIpamd::new(checkpoint);
+        let reaper = VethReaper::spawn(Netns::open(netns).unwrap()).unwrap();
+        let service = Arc::new(
+            Arc::try_unwrap(s.service)
+                .unwrap()
+                .with_veth_reaper(Arc::new(reaper)),
+        );
+        SeededIpamd {
+            service,
+            state: s.state,
+        }
+    }
+}
+
+impl SeededIpamd {
     /// How many addresses are assigned.
     pub fn assigned(&self) -> usize {
         manager::lock(&self.state).ds.allocations().count()

@@ -153,6 +153,14 @@ pub enum Op {
         /// Table.
         table: u32,
     },
+    /// `ip route del <addr>/32 dev <index> table main`, if present: the route to a pod whose veth
+    /// ipamd deletes after the DEL (by index: the name may already belong to a newer sandbox).
+    DeleteHostRoute {
+        /// The pod address.
+        addr: Ipv4Addr,
+        /// Interface index of the host veth.
+        link_index: u32,
+    },
     /// Delete every rule with this priority and selector (any table).
     DeleteRules {
         /// Priority.
@@ -169,6 +177,7 @@ impl Op {
             self,
             Op::DeleteHostLink { .. }
                 | Op::DeletePodLink { .. }
+                | Op::DeleteHostRoute { .. }
                 | Op::DeleteRules { .. }
                 | Op::SetHostVethSysctls { .. }
         )
@@ -180,6 +189,9 @@ impl fmt::Display for Op {
         match self {
             Op::DeleteHostLink { name } => write!(f, "delete host link {name}"),
             Op::DeletePodLink { netns, ifname } => write!(f, "delete link {ifname} in {netns}"),
+            Op::DeleteHostRoute { addr, link_index } => {
+                write!(f, "delete host route {addr}/32 dev {link_index}")
+            }
             Op::CreateVeth {
                 netns,
                 pod_ifname,
@@ -311,10 +323,14 @@ pub struct Teardown {
     pub host_ifname: Option<String>,
     /// The pod address, if known.
     pub ipv4: Option<Ipv4Addr>,
+    /// Index of the host end of the pod's veth when ipamd took the pair and deletes it after the
+    /// DEL; the plan then removes only the host route and leaves the pair alone.
+    pub veth_taken: Option<u32>,
 }
 
-/// The steps that remove a pod's wiring. Every step tolerates "already gone"; the host route goes with the link.
-/// Rules go first so that no traffic is steered to a vanishing link.
+/// The steps that remove a pod's wiring. Every step tolerates "already gone"; the host route goes with the link,
+/// or on its own when ipamd deletes the link later. Rules go first so that no traffic is steered to a vanishing
+/// link.
 pub fn teardown_plan(t: &Teardown) -> Vec<Op> {
     let mut ops = Vec::new();
     if let Some(ip) = t.ipv4 {
@@ -330,11 +346,17 @@ pub fn teardown_plan(t: &Teardown) -> Vec<Op> {
     if let Some(host) = &t.host_ifname {
         ops.push(Op::DeleteHostLink { name: host.clone() });
     }
-    if let Some(netns) = &t.netns {
-        ops.push(Op::DeletePodLink {
+    match (t.veth_taken, &t.netns) {
+        (Some(link_index), _) => {
+            if let Some(addr) = t.ipv4 {
+                ops.push(Op::DeleteHostRoute { addr, link_index });
+            }
+        }
+        (None, Some(netns)) => ops.push(Op::DeletePodLink {
             netns: netns.clone(),
             ifname: t.pod_ifname.clone(),
-        });
+        }),
+        (None, None) => {}
     }
     ops
 }
@@ -430,6 +452,7 @@ mod tests {
                 pod_ifname: w.pod_ifname.clone(),
                 host_ifname: Some(w.host_ifname.clone()),
                 ipv4: Some(w.ipv4),
+                veth_taken: None,
             });
             for op in add_plan(&w) {
                 let undone = match &op {
