@@ -828,3 +828,130 @@ fn no_free_addresses_at_all_still_pauses_growth_in_prefix_mode() {
         assert!(node.tick().is_empty(), "growth is paused");
     }
 }
+
+/// The mutating EC2 calls in `calls`, by action.
+fn mutating(calls: &[&str]) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for c in calls.iter().filter(|c| !c.starts_with("Describe")) {
+        *m.entry((*c).to_string()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// `n` pods arrive one every 10 ms, as fast as a runtime starts them; an ADD that finds no free
+/// address waits for the planner, whose every round of EC2 calls takes 30 ms.
+fn burst(node: &mut Node, first: u32, n: u32) {
+    for p in first..first + n {
+        let mut waited = 0;
+        while node
+            .ds
+            .assign(ipam_support::request(p, 0), node.now)
+            .is_err()
+        {
+            let actions = node.pool.plan(&mut node.ds, node.now);
+            for a in &actions {
+                node.execute(a, None).unwrap();
+            }
+            node.advance(Duration::from_millis(30));
+            waited += 1;
+            assert!(waited < 100, "pod {p} never got an address");
+        }
+        let actions = node.pool.plan(&mut node.ds, node.now);
+        for a in &actions {
+            node.execute(a, None).unwrap();
+        }
+        node.advance(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_burst_of_adds_grows_the_pool_in_doubling_steps() {
+    // m5.4xlarge-like: 8 ENIs x 29 secondary addresses, max pods 110.
+    let mut node = Node::new(
+        AddressMode::SecondaryIpv4,
+        PoolConfig {
+            warm_ip_target: Some(5),
+            minimum_ip_target: Some(10),
+            max_pods: 110,
+            ..PoolConfig::default()
+        },
+        M4_4XLARGE,
+    );
+    assert!(node.settle(3, 50).is_some());
+    node.ec2().calls.clear();
+    burst(&mut node, 1, 110);
+    assert!(node.settle(3, 50).is_some());
+    let calls = mutating(&node.ec2().calls);
+    println!("0 -> 110 pods: {calls:?}");
+    // The fewest calls for the end state (4 ENIs): 1 Assign on the primary, 3 x (Create, Attach,
+    // Modify). Growing by the warm target alone took 97 Assign calls here.
+    assert_eq!(calls.get("CreateNetworkInterface"), Some(&3), "{calls:?}");
+    let assigns = calls.get("AssignPrivateIpAddresses").copied().unwrap_or(0);
+    assert!(assigns <= 4, "{assigns} Assign calls: {calls:?}");
+    // And what the burst grew is not released while it lasts.
+    assert_eq!(calls.get("UnassignPrivateIpAddresses"), None, "{calls:?}");
+    let (total, enis, free) = node.shape();
+    assert_eq!(enis, 4);
+    assert!(total >= 110 && free <= total - 110 + 5, "{total} {free}");
+}
+
+#[test]
+fn free_enis_go_whole_before_any_address_is_released() {
+    let mut node = Node::new(
+        AddressMode::SecondaryIpv4,
+        PoolConfig {
+            warm_ip_target: Some(5),
+            minimum_ip_target: Some(10),
+            max_pods: 110,
+            ..PoolConfig::default()
+        },
+        M4_4XLARGE,
+    );
+    assert!(node.settle(3, 50).is_some());
+    burst(&mut node, 1, 110);
+    assert!(node.settle(3, 50).is_some());
+    // Past the ENIs' minimum lifetime, then every pod goes within a second.
+    node.advance(Duration::from_secs(60));
+    node.ec2().calls.clear();
+    for p in 1..=110 {
+        let _ = node.ds.unassign(&key(p), node.now);
+        node.advance(Duration::from_millis(10));
+    }
+    // Released addresses cool for 30 s before they may go.
+    node.advance(Duration::from_secs(31));
+    assert!(node.settle(3, 80).is_some());
+    let calls = mutating(&node.ec2().calls);
+    println!("110 -> 0 pods: {calls:?}");
+    // Three ENIs deleted whole (their addresses go with them), one Unassign on the primary.
+    assert_eq!(calls.get("DeleteNetworkInterface"), Some(&3), "{calls:?}");
+    assert_eq!(
+        calls.get("UnassignPrivateIpAddresses"),
+        Some(&1),
+        "{calls:?}"
+    );
+    assert_eq!(node.shape(), (10, 1, 10));
+}
+
+#[test]
+fn a_burst_of_adds_in_prefix_mode_asks_for_prefixes_in_doubling_steps() {
+    let mut node = Node::new(
+        AddressMode::PrefixIpv4,
+        PoolConfig {
+            warm_prefix_target: 1,
+            max_pods: 110,
+            ..PoolConfig::default()
+        },
+        M4_4XLARGE,
+    );
+    assert!(node.settle(3, 50).is_some());
+    node.ec2().calls.clear();
+    burst(&mut node, 1, 110);
+    assert!(node.settle(3, 50).is_some());
+    let calls = mutating(&node.ec2().calls);
+    println!("0 -> 110 pods, prefixes: {calls:?}");
+    // 7 prefixes hold 110 pods: one more prefix per call took 6 calls; 1, 2, 4 take 3.
+    let assigns = calls.get("AssignPrivateIpAddresses").copied().unwrap_or(0);
+    assert!(assigns <= 3, "{calls:?}");
+    assert_eq!(calls.get("UnassignPrivateIpAddresses"), None, "{calls:?}");
+    assert_eq!(node.shape().1, 1, "all on the primary ENI");
+}

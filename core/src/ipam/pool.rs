@@ -20,9 +20,10 @@
 //! are deterministic (lowest device number first when growing, highest first when shrinking), and
 //! in prefix mode a subnet without a free /28 (`InsufficientCidrBlocks`) makes the pool grow with
 //! single /32s for the pause instead of failing pods (the prefix fallback, see
-//! [`Failure::NoFreePrefix`]).
+//! [`Failure::NoFreePrefix`]), and a burst of ADDs makes the steps follow the pods' demand
+//! ([`DEMAND_WINDOW`]) instead of the warm target alone.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -44,6 +45,9 @@ pub const CAPACITY_PAUSE: Duration = Duration::from_secs(120);
 pub const MIN_ENI_LIFETIME: Duration = Duration::from_secs(60);
 /// Freed blocks are not re-added from IMDS for this long (upstream `ipReconcileCooldown`).
 pub const RECONCILE_COOLDOWN: Duration = Duration::from_secs(60);
+/// How far back the planner looks at the pods' demand when it grows: a growth step asks for at
+/// least as many addresses as pods took in this window (not in upstream, see [`Pool::plan`]).
+pub const DEMAND_WINDOW: Duration = Duration::from_secs(10);
 
 /// Warm-pool settings (the driver maps the environment onto these).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -286,8 +290,13 @@ pub struct Assessment {
     pub ip_targets: bool,
     /// Shortfall (addresses; prefixes in prefix mode) when IP targets are set.
     pub short: u32,
-    /// Excess (addresses; prefixes in prefix mode) when IP targets are set.
+    /// Excess (addresses; prefixes in prefix mode) when IP targets are set, less what the recent
+    /// demand keeps (`demand_kept`).
     pub over: u32,
+    /// Spare addresses (prefixes in prefix mode) kept beyond the targets because pods took that
+    /// many in the last [`DEMAND_WINDOW`]: the burst that grew the pool would otherwise see its
+    /// growth released at once. Not in upstream.
+    pub demand_kept: u32,
     /// Upstream `isDatastorePoolTooLow`.
     pub too_low: bool,
     /// Addresses (prefixes in prefix mode) beyond max pods: what could be released while keeping
@@ -319,6 +328,8 @@ pub struct Pool {
     retry_single: Option<String>,
     recently_freed: BTreeMap<Ipv4Cidr, Instant>,
     eni_changes_allowed: bool,
+    /// (when, assigned addresses) at each plan of the last [`DEMAND_WINDOW`], oldest first.
+    demand: VecDeque<(Instant, u32)>,
 }
 
 impl Pool {
@@ -336,7 +347,39 @@ impl Pool {
             retry_single: None,
             recently_freed: BTreeMap::new(),
             eni_changes_allowed: true,
+            demand: VecDeque::new(),
         }
+    }
+
+    /// Records how many addresses pods hold now, forgetting what is older than the window.
+    fn note_demand(&mut self, now: Instant, assigned: u32) {
+        while self
+            .demand
+            .front()
+            .is_some_and(|(t, _)| now.saturating_since(*t) > DEMAND_WINDOW)
+        {
+            self.demand.pop_front();
+        }
+        if self.demand.back().is_some_and(|(_, a)| *a == assigned) {
+            return; // Unchanged: the oldest sample with this count already stands for it.
+        }
+        // Bounded: one sample per distinct count, at most one per plan.
+        if self.demand.len() >= 256 {
+            self.demand.pop_front();
+        }
+        self.demand.push_back((now, assigned));
+    }
+
+    /// How many more addresses pods hold now than at the lowest point of the window: the rate a
+    /// burst of ADDs drains the pool at, per window.
+    fn recent_rise(&self, assigned: u32) -> u32 {
+        let low = self
+            .demand
+            .iter()
+            .map(|(_, a)| *a)
+            .min()
+            .unwrap_or(assigned);
+        assigned.saturating_sub(low)
     }
 
     /// Upstream `isENIAttachmentAllowed`: while ipamd is terminating, or the node is unschedulable
@@ -427,8 +470,17 @@ impl Pool {
         let stats = self.view_stats(ds, now);
         let pd = ds.mode() == AddressMode::PrefixIpv4;
         let ip_targets = self.cfg.ip_targets_defined();
+        let rise = self.recent_rise(stats.assigned);
+        let demand_kept = if pd {
+            rise.div_ceil(IPS_PER_PREFIX)
+        } else if ip_targets {
+            rise
+        } else {
+            0
+        };
         let (short, over) = if ip_targets {
-            self.target_state(&stats, pd)
+            let (short, over) = self.target_state(&stats, pd);
+            (short, over.saturating_sub(demand_kept))
         } else {
             (0, 0)
         };
@@ -462,7 +514,7 @@ impl Pool {
             || if ip_targets {
                 over > 0
             } else if pd {
-                stats.free_prefixes > self.cfg.warm_prefix_target
+                stats.free_prefixes > self.cfg.warm_prefix_target.saturating_add(demand_kept)
             } else {
                 false
             };
@@ -474,6 +526,7 @@ impl Pool {
             ip_targets,
             short,
             over,
+            demand_kept,
             beyond_max_pods,
             over_addresses,
             too_low,
@@ -548,6 +601,7 @@ impl Pool {
     /// One tick: the actions to run now. Returns nothing while earlier actions await their outcome,
     /// and nothing in IPv6 mode (no warm pool there).
     pub fn plan(&mut self, ds: &mut Datastore, now: Instant) -> Vec<Action> {
+        self.note_demand(now, ds.stats(now).assigned);
         self.expire(now);
         if !self.in_flight.is_empty() || ds.mode() == AddressMode::Ipv6 {
             return Vec::new();
@@ -587,7 +641,15 @@ impl Pool {
                 }
                 kinds.extend(room);
             }
-        } else if a.too_high && !self.decrease_blocked(now) {
+        } else if a.too_high
+            && !self.decrease_blocked(now)
+            && !(a.remove_extra_enis
+                && self.eni_changes_allowed
+                && self.deletable_eni(ds, now).is_some())
+        {
+            // While a wholly free ENI goes (one per tick, below), no addresses are released: they
+            // might be that ENI's or the next one's, whose deletion releases them without an
+            // Unassign call each. What remains over once no ENI can go is released in one call.
             let released = self.decrease(ds, &a, now);
             // Upstream starts its decrease interval on every decrease tick; one that released
             // nothing (every surplus address still cooling) must not hold the release back 30 s
@@ -824,6 +886,19 @@ impl Pool {
         if wanted == 0 {
             return None;
         }
+        // A burst of ADDs drains the pool faster than one step of the targets refills it, and each
+        // step is an EC2 call (several for an ENI): ask for as much as pods took in the last
+        // window, so the steps double instead of adding the warm target each time. Without a burst
+        // the rise is 0 or 1 and the targets alone decide. WARM_ENI_TARGET steps are whole ENIs
+        // already.
+        let rise = self.recent_rise(a.stats.assigned);
+        let wanted = if prefixes {
+            wanted.max(rise.div_ceil(IPS_PER_PREFIX))
+        } else if pd || a.ip_targets {
+            wanted.max(rise)
+        } else {
+            wanted
+        };
         // Clamp so the pool does not pass max pods (too_low guarantees total < max_pods): whole
         // /28s up to max pods rounded up to a /28, counting every address that serves pods (the
         // fallback's /32s too).
@@ -880,7 +955,7 @@ impl Pool {
         } else if pd {
             a.stats
                 .free_prefixes
-                .saturating_sub(self.cfg.warm_prefix_target)
+                .saturating_sub(self.cfg.warm_prefix_target.saturating_add(a.demand_kept))
         } else {
             0
         }
