@@ -263,6 +263,40 @@ fn libcni_with_a_1_0_0_conflist() {
     assert_eq!(node.pod_links_after_dels(), Vec::<String>::new());
 }
 
+#[test]
+fn ipamd_deletes_the_veth_after_answering_the_del() {
+    let node = Node::new(
+        "reap",
+        NodeOpts {
+            cni_version: "1.0.0",
+            bandwidth: false,
+            tuning: false,
+        },
+    );
+    let mut client = node.client();
+    let p = pod(0);
+    let ip = pod_ip(&ok(&client.call("add", &p, json!({})), "ADD"));
+    assert_eq!(node.extra_links().len(), 1);
+    ok(&client.call("del", &p, json!({})), "DEL");
+    // The plugin removed the rules and the host route, and left the pair to ipamd.
+    let log = node.plugin_log();
+    assert!(
+        log.contains(&format!("teardown: delete host route {ip}/32 dev ")),
+        "{log}"
+    );
+    assert!(!log.contains("teardown: delete link eth0 in"), "{log}");
+    // ipamd deleted it although the pod's namespace is still there (a runtime that keeps it).
+    assert!(
+        eventually(|| node.extra_links().is_empty()),
+        "{:?}",
+        node.extra_links()
+    );
+    let pod_links = p.ns.ip(&["-o", "link", "show"]);
+    assert_eq!(pod_links.lines().count(), 1, "only lo left: {pod_links}");
+    assert_eq!(node.pod_rules(), Vec::<String>::new());
+    assert_eq!(node.pool.assigned(), 0);
+}
+
 fn base_env<'a>(cmd: &'a str, p: &'a Pod, netns: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("CNI_COMMAND", cmd),

@@ -955,3 +955,43 @@ fn a_burst_of_adds_in_prefix_mode_asks_for_prefixes_in_doubling_steps() {
     assert_eq!(calls.get("UnassignPrivateIpAddresses"), None, "{calls:?}");
     assert_eq!(node.shape().1, 1, "all on the primary ENI");
 }
+
+#[test]
+fn a_burst_of_dels_is_released_once_it_is_over() {
+    // IP_COOLDOWN_PERIOD=0: each DEL's address is free at once, and the pool is checked after each
+    // DEL as the daemon does.
+    let mut node = Node::with_cooldown(
+        AddressMode::SecondaryIpv4,
+        PoolConfig {
+            warm_ip_target: Some(5),
+            minimum_ip_target: Some(10),
+            max_pods: 110,
+            ..PoolConfig::default()
+        },
+        M4_4XLARGE,
+        Duration::ZERO,
+    );
+    assert!(node.settle(3, 50).is_some());
+    burst(&mut node, 1, 110);
+    assert!(node.settle(3, 50).is_some());
+    node.advance(Duration::from_secs(60));
+    node.ec2().calls.clear();
+    for p in 1..=110 {
+        let _ = node.ds.unassign(&key(p), node.now);
+        let actions = node.pool.plan(&mut node.ds, node.now);
+        for a in &actions {
+            node.execute(a, None).unwrap();
+        }
+        node.advance(Duration::from_millis(20));
+    }
+    assert!(node.settle(3, 80).is_some());
+    let calls = mutating(&node.ec2().calls);
+    println!("110 -> 0 pods, no cooldown: {calls:?}");
+    assert_eq!(calls.get("DeleteNetworkInterface"), Some(&3), "{calls:?}");
+    assert_eq!(
+        calls.get("UnassignPrivateIpAddresses"),
+        Some(&1),
+        "{calls:?}"
+    );
+    assert_eq!(node.shape(), (10, 1, 10));
+}

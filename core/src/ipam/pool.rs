@@ -382,6 +382,18 @@ impl Pool {
         assigned.saturating_sub(low)
     }
 
+    /// Whether pods are leaving in a burst: at least two fewer addresses held now than at the
+    /// highest point of the window.
+    fn pods_leaving(&self, assigned: u32) -> bool {
+        let high = self
+            .demand
+            .iter()
+            .map(|(_, a)| *a)
+            .max()
+            .unwrap_or(assigned);
+        high.saturating_sub(assigned) >= 2
+    }
+
     /// Upstream `isENIAttachmentAllowed`: while ipamd is terminating, or the node is unschedulable
     /// and AWS_MANAGE_ENIS_NON_SCHEDULABLE is false, the pool neither grows nor frees ENIs (it may
     /// still release addresses). The driver sets this from what it knows.
@@ -643,11 +655,12 @@ impl Pool {
             }
         } else if a.too_high
             && !self.decrease_blocked(now)
-            && !(a.remove_extra_enis
-                && self.eni_changes_allowed
-                && self.deletable_eni(ds, now).is_some())
+            && !self.pods_leaving(a.stats.assigned)
+            && !self.eni_goes(ds, &a, now)
         {
-            // While a wholly free ENI goes (one per tick, below), no addresses are released: they
+            // While pods leave in a burst, nothing is released yet: each release would be one
+            // Unassign call of a few addresses, and the burst may leave whole ENIs free. While a
+            // wholly free ENI goes (one per tick, below), no addresses are released either: they
             // might be that ENI's or the next one's, whose deletion releases them without an
             // Unassign call each. What remains over once no ENI can go is released in one call.
             let released = self.decrease(ds, &a, now);
@@ -700,6 +713,11 @@ impl Pool {
             .partition(|a| now > a.deadline);
         self.in_flight = kept;
         gone
+    }
+
+    /// Whether this tick deletes a wholly free ENI (below the decrease in [`Pool::plan`]).
+    fn eni_goes(&self, ds: &Datastore, a: &Assessment, now: Instant) -> bool {
+        a.remove_extra_enis && self.eni_changes_allowed && self.deletable_eni(ds, now).is_some()
     }
 
     fn decrease_blocked(&self, now: Instant) -> bool {
