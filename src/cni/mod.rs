@@ -363,11 +363,28 @@ fn cmd_del(
     ipamd: &dyn Ipamd,
     net: &mut dyn PodNet,
 ) -> Result<(), CniError> {
-    let prev = conf.prev_result.as_ref();
+    let prev_ipv4 = conf.prev_result.as_ref().and_then(CniResult::ipv4);
     let netns = env.netns.clone().filter(|n| net.netns_exists(n));
     let host_veth = netns
         .as_deref()
         .and_then(|n| net.host_veth_index(n, &env.ifname));
+    // With the address known from prevResult (what runtimes pass), the rules and the host route go before ipamd
+    // hears of the DEL: ipamd deletes the veth as soon as it has answered, which holds the kernel's rtnl lock for
+    // a while, and these steps would wait behind it (about 0.8 ms of a 1.5 ms DEL, in strace).
+    let mut failures = Vec::new();
+    let early = prev_ipv4.zip(host_veth);
+    if let Some((ip, index)) = early {
+        failures.extend(apply::teardown_all(
+            net,
+            &plan::teardown_plan(&Teardown {
+                netns: None,
+                pod_ifname: env.ifname.clone(),
+                host_ifname: None,
+                ipv4: Some(ip),
+                veth_taken: Some(index),
+            }),
+        ));
+    }
     let mut veth_taken = None;
     let from_ipamd = match ipamd.del(rpc::DelNetworkRequest {
         host_veth_index: host_veth.unwrap_or(0),
@@ -399,7 +416,11 @@ fn cmd_del(
             None
         }
     };
-    let ipv4 = from_ipamd.or_else(|| prev.and_then(CniResult::ipv4));
+    // What the early steps did not cover: the rules of another address than prevResult's (ipamd's answer wins),
+    // and the pair when ipamd did not take it.
+    let ipv4 = from_ipamd
+        .or(prev_ipv4)
+        .filter(|ip| early.map(|(done, _)| done) != Some(*ip));
     // The host veth is never deleted by name here: its name derives from the pod's namespace/name, which a newer
     // sandbox of the same pod shares. ipamd deletes the pair by index after answering (the kernel's unregistration
     // of a link takes tens of milliseconds); if it did not take it, deleting the pod-side end inside this sandbox's
@@ -411,7 +432,7 @@ fn cmd_del(
         ipv4,
         veth_taken,
     });
-    let failures = apply::teardown_all(net, &ops);
+    failures.extend(apply::teardown_all(net, &ops));
     if failures.is_empty() {
         Ok(())
     } else {

@@ -295,6 +295,55 @@ fn del_hands_the_veth_to_ipamd_and_removes_only_rules_and_route() {
 }
 
 #[test]
+fn del_with_prev_result_removes_rules_and_route_once_before_asking_ipamd() {
+    let ipamd = ScriptedIpamd {
+        takes_veth: true,
+        ..Default::default()
+    };
+    let mut net = RecordingNet {
+        host_veth: Some(41),
+        ..Default::default()
+    };
+    let conf = with_prev(CONF, "10.0.1.20", 2);
+    assert_eq!(run(&env("DEL"), &conf, &ipamd, &mut net), Ok(None));
+    let ip: Ipv4Addr = "10.0.1.20".parse().unwrap();
+    // The same three steps as without prevResult, not repeated once ipamd names the same address.
+    assert_eq!(
+        net.applied,
+        vec![
+            Op::DeleteRules {
+                priority: plan::TO_POD_RULE_PRIORITY,
+                selector: plan::RuleSelector::To(ip)
+            },
+            Op::DeleteRules {
+                priority: plan::FROM_POD_RULE_PRIORITY,
+                selector: plan::RuleSelector::From(ip)
+            },
+            Op::DeleteHostRoute {
+                addr: ip,
+                link_index: 41
+            },
+        ]
+    );
+    // ipamd answering another address than prevResult's: that one's rules and route go too.
+    let mut net = RecordingNet {
+        host_veth: Some(41),
+        ..Default::default()
+    };
+    let conf = with_prev(CONF, "10.0.1.99", 2);
+    assert_eq!(run(&env("DEL"), &conf, &ipamd, &mut net), Ok(None));
+    assert_eq!(net.applied.len(), 6, "{:?}", net.applied);
+    assert!(net.applied.contains(&Op::DeleteHostRoute {
+        addr: "10.0.1.99".parse().unwrap(),
+        link_index: 41
+    }));
+    assert!(net.applied.contains(&Op::DeleteHostRoute {
+        addr: ip,
+        link_index: 41
+    }));
+}
+
+#[test]
 fn del_deletes_the_veth_itself_when_ipamd_does_not_take_it() {
     // An ipamd without the reaper, and one that does not know the pod.
     for ipamd in [

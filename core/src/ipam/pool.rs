@@ -293,9 +293,9 @@ pub struct Assessment {
     /// Excess (addresses; prefixes in prefix mode) when IP targets are set, less what the recent
     /// demand keeps (`demand_kept`).
     pub over: u32,
-    /// Spare addresses (prefixes in prefix mode) kept beyond the targets because pods took that
-    /// many in the last [`DEMAND_WINDOW`]: the burst that grew the pool would otherwise see its
-    /// growth released at once. Not in upstream.
+    /// Spare addresses (prefixes in prefix mode) kept beyond the targets because pods took half
+    /// that many in the last [`DEMAND_WINDOW`]: the burst that grew the pool would otherwise see
+    /// its growth released at once. Not in upstream.
     pub demand_kept: u32,
     /// Upstream `isDatastorePoolTooLow`.
     pub too_low: bool,
@@ -380,6 +380,18 @@ impl Pool {
             .min()
             .unwrap_or(assigned);
         assigned.saturating_sub(low)
+    }
+
+    /// The addresses a burst asks for beyond the targets: twice the recent rise, so that the steps
+    /// of a continuing burst double (a step ends once pods have taken as many again); 0 or 1
+    /// without a burst, where the targets alone decide.
+    fn burst_demand(&self, assigned: u32) -> u32 {
+        let rise = self.recent_rise(assigned);
+        if rise < 2 {
+            rise
+        } else {
+            rise.saturating_mul(2)
+        }
     }
 
     /// Whether pods are leaving in a burst: at least two fewer addresses held now than at the
@@ -482,7 +494,7 @@ impl Pool {
         let stats = self.view_stats(ds, now);
         let pd = ds.mode() == AddressMode::PrefixIpv4;
         let ip_targets = self.cfg.ip_targets_defined();
-        let rise = self.recent_rise(stats.assigned);
+        let rise = self.burst_demand(stats.assigned);
         let demand_kept = if pd {
             rise.div_ceil(IPS_PER_PREFIX)
         } else if ip_targets {
@@ -715,6 +727,16 @@ impl Pool {
         gone
     }
 
+    /// A wholly free secondary ENI too young to be deleted: its addresses are not released one
+    /// Unassign at a time; once it is old enough it goes whole, or, if the targets need it after
+    /// all, the decrease takes from it then.
+    fn awaits_deletion(&self, ds: &Datastore, a: &Assessment, e: &Eni, now: Instant) -> bool {
+        a.remove_extra_enis
+            && self.eni_changes_allowed
+            && now.saturating_since(e.created_at()) < MIN_ENI_LIFETIME
+            && self.eni_deletable(ds, e, now, false)
+    }
+
     /// Whether this tick deletes a wholly free ENI (below the decrease in [`Pool::plan`]).
     fn eni_goes(&self, ds: &Datastore, a: &Assessment, now: Instant) -> bool {
         a.remove_extra_enis && self.eni_changes_allowed && self.deletable_eni(ds, now).is_some()
@@ -905,11 +927,11 @@ impl Pool {
             return None;
         }
         // A burst of ADDs drains the pool faster than one step of the targets refills it, and each
-        // step is an EC2 call (several for an ENI): ask for as much as pods took in the last
+        // step is an EC2 call (several for an ENI): ask for twice what pods took in the last
         // window, so the steps double instead of adding the warm target each time. Without a burst
         // the rise is 0 or 1 and the targets alone decide. WARM_ENI_TARGET steps are whole ENIs
         // already.
-        let rise = self.recent_rise(a.stats.assigned);
+        let rise = self.burst_demand(a.stats.assigned);
         let wanted = if prefixes {
             wanted.max(rise.div_ceil(IPS_PER_PREFIX))
         } else if pd || a.ip_targets {
@@ -1005,6 +1027,9 @@ impl Pool {
             if over == 0 {
                 break;
             }
+            if self.awaits_deletion(ds, a, e, now) {
+                continue;
+            }
             // `over` counts prefixes in prefix mode: only prefixes go here (fallback /32s below).
             let free: Vec<Ipv4Cidr> = e
                 .ipv4_cidrs()
@@ -1055,6 +1080,17 @@ impl Pool {
 
     /// Upstream `getDeletableENI`, highest device number first.
     fn deletable_eni(&self, ds: &Datastore, now: Instant) -> Option<String> {
+        ds.enis()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .find(|e| self.eni_deletable(ds, e, now, true))
+            .map(|e| e.id().into())
+    }
+
+    /// Whether `e` may be deleted now (upstream `getDeletableENI`'s checks), the minimum lifetime
+    /// left out unless `check_lifetime`.
+    fn eni_deletable(&self, ds: &Datastore, e: &Eni, now: Instant, check_lifetime: bool) -> bool {
         let pd = ds.mode() == AddressMode::PrefixIpv4;
         let round = |n: u32| {
             if pd {
@@ -1063,59 +1099,56 @@ impl Pool {
                 n
             }
         };
-        let enis: Vec<&Eni> = ds.enis().collect();
-        for e in enis.iter().rev() {
-            let s = e.spec();
-            if s.is_primary || s.is_trunk || s.is_efa || !e.serves_pods() {
-                continue;
-            }
-            if now.saturating_since(e.created_at()) < MIN_ENI_LIFETIME {
-                continue;
-            }
-            if ds.eni_has_cooling(e, now) || ds.eni_assigned(e) > 0 {
-                continue;
-            }
-            let others = enis.iter().filter(|o| o.id() != e.id() && o.serves_pods());
-            let mut other_free = 0u32;
-            let mut other_total = 0u32;
-            let mut other_free_prefixes = 0u32;
-            for o in others {
-                for c in o.ipv4_cidrs() {
-                    let assigned = ds.assigned_in_v4(c) as u32;
-                    if self.counted(ds, c, now) {
-                        other_total += c.size() as u32;
-                        other_free += c.size() as u32 - assigned;
-                    }
-                    if !c.is_host() && assigned == 0 {
-                        other_free_prefixes += 1;
-                    }
-                }
-            }
-            let (warm_ip, min_ip) = (self.cfg.warm_ip(), self.cfg.minimum_ip());
-            if warm_ip != 0 && other_free < round(warm_ip) {
-                continue;
-            }
-            if min_ip != 0 && other_total < round(min_ip) {
-                continue;
-            }
-            if pd && self.cfg.warm_prefix_target != 0 {
-                // During the fallback's growth, WARM_PREFIX_TARGET counts free addresses.
-                let short = if self.prefix_fallback_growing(now) {
-                    other_free < IPS_PER_PREFIX.saturating_mul(self.cfg.warm_prefix_target)
-                } else {
-                    other_free_prefixes < self.cfg.warm_prefix_target
-                };
-                if short {
-                    continue;
-                }
-            }
-            let blocks: Vec<Ipv4Cidr> = e.ipv4_cidrs().copied().collect();
-            if self.too_low_without(ds, now, &blocks) {
-                continue;
-            }
-            return Some(e.id().into());
+        let s = e.spec();
+        if s.is_primary || s.is_trunk || s.is_efa || !e.serves_pods() {
+            return false;
         }
-        None
+        if check_lifetime && now.saturating_since(e.created_at()) < MIN_ENI_LIFETIME {
+            return false;
+        }
+        if ds.eni_has_cooling(e, now) || ds.eni_assigned(e) > 0 {
+            return false;
+        }
+        let enis: Vec<&Eni> = ds.enis().collect();
+        let others = enis.iter().filter(|o| o.id() != e.id() && o.serves_pods());
+        let mut other_free = 0u32;
+        let mut other_total = 0u32;
+        let mut other_free_prefixes = 0u32;
+        for o in others {
+            for c in o.ipv4_cidrs() {
+                let assigned = ds.assigned_in_v4(c) as u32;
+                if self.counted(ds, c, now) {
+                    other_total += c.size() as u32;
+                    other_free += c.size() as u32 - assigned;
+                }
+                if !c.is_host() && assigned == 0 {
+                    other_free_prefixes += 1;
+                }
+            }
+        }
+        let (warm_ip, min_ip) = (self.cfg.warm_ip(), self.cfg.minimum_ip());
+        if warm_ip != 0 && other_free < round(warm_ip) {
+            return false;
+        }
+        if min_ip != 0 && other_total < round(min_ip) {
+            return false;
+        }
+        if pd && self.cfg.warm_prefix_target != 0 {
+            // During the fallback's growth, WARM_PREFIX_TARGET counts free addresses.
+            let short = if self.prefix_fallback_growing(now) {
+                other_free < IPS_PER_PREFIX.saturating_mul(self.cfg.warm_prefix_target)
+            } else {
+                other_free_prefixes < self.cfg.warm_prefix_target
+            };
+            if short {
+                return false;
+            }
+        }
+        let blocks: Vec<Ipv4Cidr> = e.ipv4_cidrs().copied().collect();
+        if self.too_low_without(ds, now, &blocks) {
+            return false;
+        }
+        true
     }
 
     /// Applies an action's outcome: adds what EC2 gave to the datastore, or notes the failure.
