@@ -995,3 +995,34 @@ fn a_burst_of_dels_is_released_once_it_is_over() {
     );
     assert_eq!(node.shape(), (10, 1, 10));
 }
+
+#[test]
+fn the_surplus_of_a_small_burst_goes_in_one_release_once_it_is_over() {
+    // m5.large: 9 secondary addresses per ENI. MINIMUM_IP_TARGET=4, WARM_IP_TARGET=2, 5 pods at once.
+    let mut node = Node::with_cooldown(
+        AddressMode::SecondaryIpv4,
+        PoolConfig {
+            warm_ip_target: Some(2),
+            minimum_ip_target: Some(4),
+            max_pods: 29,
+            ..PoolConfig::default()
+        },
+        M5_LARGE,
+        Duration::ZERO,
+    );
+    assert!(node.settle(3, 50).is_some());
+    assert_eq!(node.shape().0, 4);
+    node.ec2().calls.clear();
+    burst(&mut node, 1, 5);
+    // Within the burst's window nothing goes back.
+    node.advance(Duration::from_secs(5));
+    node.tick();
+    assert_eq!(
+        mutating(&node.ec2().calls).get("UnassignPrivateIpAddresses"),
+        None
+    );
+    assert!(node.settle(3, 50).is_some());
+    let calls = mutating(&node.ec2().calls);
+    assert_eq!(node.shape(), (7, 1, 2), "5 pods + 2 warm: {calls:?}");
+    assert_eq!(calls.get("UnassignPrivateIpAddresses"), Some(&1), "{calls:?}");
+}

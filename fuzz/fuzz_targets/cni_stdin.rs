@@ -64,6 +64,9 @@ impl PodNet for FakeNet {
     fn netns_exists(&mut self, _: &str) -> bool {
         true
     }
+    fn host_veth_index(&mut self, _: &str, _: &str) -> Option<u32> {
+        Some(7)
+    }
 }
 
 fn env(command: Command) -> Env {

@@ -290,13 +290,8 @@ pub struct Assessment {
     pub ip_targets: bool,
     /// Shortfall (addresses; prefixes in prefix mode) when IP targets are set.
     pub short: u32,
-    /// Excess (addresses; prefixes in prefix mode) when IP targets are set, less what the recent
-    /// demand keeps (`demand_kept`).
+    /// Excess (addresses; prefixes in prefix mode) when IP targets are set.
     pub over: u32,
-    /// Spare addresses (prefixes in prefix mode) kept beyond the targets because pods took half
-    /// that many in the last [`DEMAND_WINDOW`]: the burst that grew the pool would otherwise see
-    /// its growth released at once. Not in upstream.
-    pub demand_kept: u32,
     /// Upstream `isDatastorePoolTooLow`.
     pub too_low: bool,
     /// Addresses (prefixes in prefix mode) beyond max pods: what could be released while keeping
@@ -383,15 +378,21 @@ impl Pool {
     }
 
     /// The addresses a burst asks for beyond the targets: twice the recent rise, so that the steps
-    /// of a continuing burst double (a step ends once pods have taken as many again); 0 or 1
-    /// without a burst, where the targets alone decide.
+    /// of a continuing burst double (a step ends once pods have taken as many again); 0 without
+    /// a burst, where the targets alone decide.
     fn burst_demand(&self, assigned: u32) -> u32 {
         let rise = self.recent_rise(assigned);
         if rise < 2 {
-            rise
+            0
         } else {
             rise.saturating_mul(2)
         }
+    }
+
+    /// Whether pods are arriving in a burst: at least two more addresses held now than at the
+    /// lowest point of the window.
+    fn pods_arriving(&self, assigned: u32) -> bool {
+        self.recent_rise(assigned) >= 2
     }
 
     /// Whether pods are leaving in a burst: at least two fewer addresses held now than at the
@@ -494,17 +495,8 @@ impl Pool {
         let stats = self.view_stats(ds, now);
         let pd = ds.mode() == AddressMode::PrefixIpv4;
         let ip_targets = self.cfg.ip_targets_defined();
-        let rise = self.burst_demand(stats.assigned);
-        let demand_kept = if pd {
-            rise.div_ceil(IPS_PER_PREFIX)
-        } else if ip_targets {
-            rise
-        } else {
-            0
-        };
         let (short, over) = if ip_targets {
-            let (short, over) = self.target_state(&stats, pd);
-            (short, over.saturating_sub(demand_kept))
+            self.target_state(&stats, pd)
         } else {
             (0, 0)
         };
@@ -538,7 +530,7 @@ impl Pool {
             || if ip_targets {
                 over > 0
             } else if pd {
-                stats.free_prefixes > self.cfg.warm_prefix_target.saturating_add(demand_kept)
+                stats.free_prefixes > self.cfg.warm_prefix_target
             } else {
                 false
             };
@@ -550,7 +542,6 @@ impl Pool {
             ip_targets,
             short,
             over,
-            demand_kept,
             beyond_max_pods,
             over_addresses,
             too_low,
@@ -667,10 +658,13 @@ impl Pool {
             }
         } else if a.too_high
             && !self.decrease_blocked(now)
+            && !self.pods_arriving(a.stats.assigned)
             && !self.pods_leaving(a.stats.assigned)
             && !self.eni_goes(ds, &a, now)
         {
-            // While pods leave in a burst, nothing is released yet: each release would be one
+            // While pods arrive in a burst, nothing is released: the growth it asked for would go
+            // at once, and what is left over goes in one call once the burst is over. While pods
+            // leave in a burst, nothing is released yet either: each release would be one
             // Unassign call of a few addresses, and the burst may leave whole ENIs free. While a
             // wholly free ENI goes (one per tick, below), no addresses are released either: they
             // might be that ENI's or the next one's, whose deletion releases them without an
@@ -995,7 +989,7 @@ impl Pool {
         } else if pd {
             a.stats
                 .free_prefixes
-                .saturating_sub(self.cfg.warm_prefix_target.saturating_add(a.demand_kept))
+                .saturating_sub(self.cfg.warm_prefix_target)
         } else {
             0
         }
