@@ -335,8 +335,10 @@ def main() -> int:
         w("")
         w("| choice | the call returns after, ms p50 / p90 | the host end is gone after, ms p50 / p90 |")
         w("|---|---|---|")
-        label = {"host_side": "RTM_DELLINK of the host end (from the host namespace)",
-                 "pod_side": "RTM_DELLINK of eth0 inside the pod namespace (ours today)",
+        label = {"host_side": "RTM_DELLINK of the host end (from the host namespace; ours, by ipamd after it has "
+                              "answered the DEL)",
+                 "pod_side": "RTM_DELLINK of eth0 inside the pod namespace (ours when ipamd does not take the pair; "
+                             "every DEL before)",
                  "netns_teardown": "nothing; the runtime deletes the namespace (`ip netns del`, upstream's choice)"}
         summary["veth"] = {}
         for k, v in veth.items():
