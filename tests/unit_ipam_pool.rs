@@ -1024,5 +1024,9 @@ fn the_surplus_of_a_small_burst_goes_in_one_release_once_it_is_over() {
     assert!(node.settle(3, 50).is_some());
     let calls = mutating(&node.ec2().calls);
     assert_eq!(node.shape(), (7, 1, 2), "5 pods + 2 warm: {calls:?}");
-    assert_eq!(calls.get("UnassignPrivateIpAddresses"), Some(&1), "{calls:?}");
+    assert_eq!(
+        calls.get("UnassignPrivateIpAddresses"),
+        Some(&1),
+        "{calls:?}"
+    );
 }
