@@ -838,6 +838,30 @@ fn mutating(calls: &[&str]) -> std::collections::BTreeMap<String, usize> {
     m
 }
 
+/// One pool check as the daemon runs it after an ADD or DEL: plan, and run every action.
+fn check_pool(node: &mut Node) {
+    let actions = node.pool.plan(&mut node.ds, node.now);
+    for a in &actions {
+        node.execute(a, None).unwrap();
+    }
+}
+
+/// An m4.4xlarge with WARM_IP_TARGET=5, MINIMUM_IP_TARGET=10 and max pods 110 (an m5.4xlarge's),
+/// IP_COOLDOWN_PERIOD `ip_cooldown`.
+fn warm_ip_5_min_10(ip_cooldown: Duration) -> Node {
+    Node::with_cooldown(
+        AddressMode::SecondaryIpv4,
+        PoolConfig {
+            warm_ip_target: Some(5),
+            minimum_ip_target: Some(10),
+            max_pods: 110,
+            ..PoolConfig::default()
+        },
+        M4_4XLARGE,
+        ip_cooldown,
+    )
+}
+
 /// `n` pods arrive one every 10 ms, as fast as a runtime starts them; an ADD that finds no free
 /// address waits for the planner, whose every round of EC2 calls takes 30 ms.
 fn burst(node: &mut Node, first: u32, n: u32) {
@@ -848,18 +872,12 @@ fn burst(node: &mut Node, first: u32, n: u32) {
             .assign(ipam_support::request(p, 0), node.now)
             .is_err()
         {
-            let actions = node.pool.plan(&mut node.ds, node.now);
-            for a in &actions {
-                node.execute(a, None).unwrap();
-            }
+            check_pool(node);
             node.advance(Duration::from_millis(30));
             waited += 1;
             assert!(waited < 100, "pod {p} never got an address");
         }
-        let actions = node.pool.plan(&mut node.ds, node.now);
-        for a in &actions {
-            node.execute(a, None).unwrap();
-        }
+        check_pool(node);
         node.advance(Duration::from_millis(10));
     }
 }
@@ -867,16 +885,7 @@ fn burst(node: &mut Node, first: u32, n: u32) {
 #[test]
 fn a_burst_of_adds_grows_the_pool_in_doubling_steps() {
     // m5.4xlarge-like: 8 ENIs x 29 secondary addresses, max pods 110.
-    let mut node = Node::new(
-        AddressMode::SecondaryIpv4,
-        PoolConfig {
-            warm_ip_target: Some(5),
-            minimum_ip_target: Some(10),
-            max_pods: 110,
-            ..PoolConfig::default()
-        },
-        M4_4XLARGE,
-    );
+    let mut node = warm_ip_5_min_10(Duration::from_secs(30));
     assert!(node.settle(3, 50).is_some());
     node.ec2().calls.clear();
     burst(&mut node, 1, 110);
@@ -897,16 +906,7 @@ fn a_burst_of_adds_grows_the_pool_in_doubling_steps() {
 
 #[test]
 fn free_enis_go_whole_before_any_address_is_released() {
-    let mut node = Node::new(
-        AddressMode::SecondaryIpv4,
-        PoolConfig {
-            warm_ip_target: Some(5),
-            minimum_ip_target: Some(10),
-            max_pods: 110,
-            ..PoolConfig::default()
-        },
-        M4_4XLARGE,
-    );
+    let mut node = warm_ip_5_min_10(Duration::from_secs(30));
     assert!(node.settle(3, 50).is_some());
     burst(&mut node, 1, 110);
     assert!(node.settle(3, 50).is_some());
@@ -960,17 +960,7 @@ fn a_burst_of_adds_in_prefix_mode_asks_for_prefixes_in_doubling_steps() {
 fn a_burst_of_dels_is_released_once_it_is_over() {
     // IP_COOLDOWN_PERIOD=0: each DEL's address is free at once, and the pool is checked after each
     // DEL as the daemon does.
-    let mut node = Node::with_cooldown(
-        AddressMode::SecondaryIpv4,
-        PoolConfig {
-            warm_ip_target: Some(5),
-            minimum_ip_target: Some(10),
-            max_pods: 110,
-            ..PoolConfig::default()
-        },
-        M4_4XLARGE,
-        Duration::ZERO,
-    );
+    let mut node = warm_ip_5_min_10(Duration::ZERO);
     assert!(node.settle(3, 50).is_some());
     burst(&mut node, 1, 110);
     assert!(node.settle(3, 50).is_some());
@@ -978,10 +968,7 @@ fn a_burst_of_dels_is_released_once_it_is_over() {
     node.ec2().calls.clear();
     for p in 1..=110 {
         let _ = node.ds.unassign(&key(p), node.now);
-        let actions = node.pool.plan(&mut node.ds, node.now);
-        for a in &actions {
-            node.execute(a, None).unwrap();
-        }
+        check_pool(&mut node);
         node.advance(Duration::from_millis(20));
     }
     assert!(node.settle(3, 80).is_some());
