@@ -262,6 +262,24 @@ fn del_with_ipamd_down_tears_down_from_prev_result_and_succeeds() {
         .all(|o| !matches!(o, Op::DeleteHostLink { .. })));
 }
 
+/// What a DEL whose veth ipamd takes does to the kernel: the pod's rules and host route.
+fn handover_steps(ip: Ipv4Addr, link_index: u32) -> Vec<Op> {
+    vec![
+        Op::DeleteRules {
+            priority: plan::TO_POD_RULE_PRIORITY,
+            selector: plan::RuleSelector::To(ip),
+        },
+        Op::DeleteRules {
+            priority: plan::FROM_POD_RULE_PRIORITY,
+            selector: plan::RuleSelector::From(ip),
+        },
+        Op::DeleteHostRoute {
+            addr: ip,
+            link_index,
+        },
+    ]
+}
+
 #[test]
 fn del_hands_the_veth_to_ipamd_and_removes_only_rules_and_route() {
     let ipamd = ScriptedIpamd {
@@ -275,23 +293,7 @@ fn del_hands_the_veth_to_ipamd_and_removes_only_rules_and_route() {
     assert_eq!(run(&env("DEL"), CONF, &ipamd, &mut net), Ok(None));
     assert_eq!(ipamd.calls.borrow()[0], "del c0ffee PodDeleted veth 41");
     let ip: Ipv4Addr = "10.0.1.20".parse().unwrap();
-    assert_eq!(
-        net.applied,
-        vec![
-            Op::DeleteRules {
-                priority: plan::TO_POD_RULE_PRIORITY,
-                selector: plan::RuleSelector::To(ip)
-            },
-            Op::DeleteRules {
-                priority: plan::FROM_POD_RULE_PRIORITY,
-                selector: plan::RuleSelector::From(ip)
-            },
-            Op::DeleteHostRoute {
-                addr: ip,
-                link_index: 41
-            },
-        ]
-    );
+    assert_eq!(net.applied, handover_steps(ip, 41));
 }
 
 #[test]
@@ -308,23 +310,7 @@ fn del_with_prev_result_removes_rules_and_route_once_before_asking_ipamd() {
     assert_eq!(run(&env("DEL"), &conf, &ipamd, &mut net), Ok(None));
     let ip: Ipv4Addr = "10.0.1.20".parse().unwrap();
     // The same three steps as without prevResult, not repeated once ipamd names the same address.
-    assert_eq!(
-        net.applied,
-        vec![
-            Op::DeleteRules {
-                priority: plan::TO_POD_RULE_PRIORITY,
-                selector: plan::RuleSelector::To(ip)
-            },
-            Op::DeleteRules {
-                priority: plan::FROM_POD_RULE_PRIORITY,
-                selector: plan::RuleSelector::From(ip)
-            },
-            Op::DeleteHostRoute {
-                addr: ip,
-                link_index: 41
-            },
-        ]
-    );
+    assert_eq!(net.applied, handover_steps(ip, 41));
     // ipamd answering another address than prevResult's: that one's rules and route go too.
     let mut net = RecordingNet {
         host_veth: Some(41),
