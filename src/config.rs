@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -349,15 +349,12 @@ pub enum BindAddress {
 
 impl BindAddress {
     /// Where a client connects to a server bound here: an unspecified address (`0.0.0.0`, `::`) is
-    /// reached on loopback.
+    /// reached on 127.0.0.1, which both serve (`::` is bound dual-stack, or as `0.0.0.0` on a node
+    /// without IPv6).
     pub fn connect_target(&self) -> BindAddress {
         match self {
             BindAddress::Tcp(a) if a.ip().is_unspecified() => {
-                let ip = match a.ip() {
-                    std::net::IpAddr::V4(_) => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-                    std::net::IpAddr::V6(_) => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-                };
-                BindAddress::Tcp(SocketAddr::new(ip, a.port()))
+                BindAddress::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), a.port()))
             }
             other => other.clone(),
         }
@@ -1149,8 +1146,9 @@ fn parse_mtu(p: &mut Parser<'_>, name: &str, min: u16) -> Option<u16> {
     u16::try_from(n).ok()
 }
 
-/// `unix:/path`, `IP:port`, `[IPv6]:port`, `:port` (all IPv4 addresses) or `localhost:port`. Host names other
-/// than localhost are refused: resolving them would need DNS at start-up.
+/// `unix:/path`, `IP:port`, `[IPv6]:port`, `:port` or `localhost:port`. `:port` is every address, IPv4
+/// and IPv6, as Go's `:port`: `[::]:port`, which the listener binds dual-stack. Host names other than
+/// localhost are refused: resolving them would need DNS at start-up.
 pub fn parse_bind_address(v: &str) -> Option<BindAddress> {
     if let Some(path) = v.strip_prefix("unix:") {
         let path = path.strip_prefix("//").unwrap_or(path);
@@ -1158,7 +1156,7 @@ pub fn parse_bind_address(v: &str) -> Option<BindAddress> {
     }
     if let Some(port) = v.strip_prefix(':') {
         return port.parse::<u16>().ok().map(|port| {
-            BindAddress::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
+            BindAddress::Tcp(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port))
         });
     }
     if let Some(port) = v.strip_prefix("localhost:") {

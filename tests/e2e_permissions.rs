@@ -4,8 +4,9 @@
 //! - the plugin socket is mode 0660, owned by root:root (upstream: `os.Chmod(socketPath, 0660)`): a process of
 //!   another user cannot connect, one in group root can;
 //! - introspection listens on 127.0.0.1:61679 only (upstream's default `INTROSPECTION_BIND_ADDRESS`): a pod
-//!   cannot reach it on the node's address; metrics listen on 0.0.0.0:61678, all IPv4 addresses, as upstream's
-//!   `:61678` (Go's `:port` is dual-stack; ours is IPv4 only), so a pod can scrape them;
+//!   cannot reach it on the node's address; metrics listen on `:61678`, every IPv4 and IPv6 address, as
+//!   upstream's (Go's `:port` is a dual-stack socket), so a pod can scrape them, also with the namespace's
+//!   `net.ipv6.bindv6only=1`;
 //! - the checkpoint is 0600 (upstream's `os.CreateTemp`), ipamd's and the plugin's log files 0600 (upstream's
 //!   lumberjack creates 0600);
 //! - no credential leaks: with static keys from the environment and with the instance role's temporary keys
@@ -84,6 +85,20 @@ fn listening_on(d: &Ipamd, port: u16) -> Vec<String> {
 fn plugin_socket_introspection_metrics_and_files_are_as_documented() {
     let mut sim = VpcSim::start("e2prm");
     let n1 = sim.launch_node("m5.large");
+    // An IPv6 wildcard socket is IPv6 alone under bindv6only=1 unless it asks otherwise: ipamd must ask.
+    let ns = n1.namespace.clone().unwrap();
+    let st = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-qw",
+            "net.ipv6.bindv6only=1",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "sysctl in {ns}");
     let mut d = Ipamd::start(&n1, &[]);
     let pods = add_pods(&mut d, "p", 1);
 
@@ -108,9 +123,13 @@ fn plugin_socket_introspection_metrics_and_files_are_as_documented() {
         .unwrap();
     assert!(status.ready);
 
-    // Introspection on loopback only, metrics on every IPv4 address.
+    // Introspection on loopback only, metrics on every address (ss writes a dual-stack wildcard as `*`).
     assert_eq!(listening_on(&d, 61679), vec!["127.0.0.1:61679"]);
-    assert_eq!(listening_on(&d, 61678), vec!["0.0.0.0:61678"]);
+    assert_eq!(listening_on(&d, 61678), vec!["*:61678"]);
+    assert_eq!(
+        d.http_get("http://[::1]:61678/metrics", &["-g"]).status,
+        200
+    );
     let node_ip = n1.primary_ip.clone();
     let pod = &pods[0];
     let curl = |url: &str| -> (bool, String) {

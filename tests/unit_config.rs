@@ -716,7 +716,7 @@ fn introspection_bind_address_forms() {
     let tcp = |s: &str| BindAddress::Tcp(s.parse().expect("socket address"));
     for (raw, want) in [
         ("127.0.0.1:1234", tcp("127.0.0.1:1234")),
-        (":61679", tcp("0.0.0.0:61679")),
+        (":61679", tcp("[::]:61679")),
         ("[::1]:61679", tcp("[::1]:61679")),
         ("localhost:9", tcp("127.0.0.1:9")),
         (

@@ -9,7 +9,7 @@
 mod tempdir;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{mpsc, Arc, Mutex};
@@ -760,7 +760,32 @@ fn bind_errors_name_the_address() {
 
 #[test]
 fn metrics_listen_on_all_interfaces_port_61678_by_default() {
-    assert_eq!(metrics::metrics_bind_address().display(), "0.0.0.0:61678");
+    assert_eq!(metrics::metrics_bind_address().display(), "[::]:61678");
+}
+
+/// `:port` (the metrics' `:61678`, an `INTROSPECTION_BIND_ADDRESS` of `:port`) answers on IPv4 and on
+/// IPv6, as Go's `:port` does. Whether the socket is dual-stack also when `net.ipv6.bindv6only=1` is
+/// checked end to end (tests/e2e_permissions.rs), where a namespace of the test's own can set it.
+#[test]
+fn a_port_alone_serves_ipv4_and_ipv6() {
+    let d = daemon();
+    let addr = vpc_cni::config::parse_bind_address(":0").unwrap();
+    let h = serve(&addr, quick(), metrics_handler(&d));
+    let port = tcp_addr(&h).port();
+    assert_eq!(
+        get(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "/metrics").status,
+        200
+    );
+    // A kernel without IPv6 has no [::1]; the listener is IPv4 alone there, and the line above is all.
+    if TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).is_ok() {
+        assert_eq!(tcp_addr(&h).ip(), Ipv6Addr::UNSPECIFIED);
+        assert_eq!(
+            get(SocketAddr::from((Ipv6Addr::LOCALHOST, port)), "/metrics").status,
+            200
+        );
+    } else {
+        eprintln!("no IPv6 loopback here: checked IPv4 only");
+    }
 }
 
 const EMFILE_CHILD: &str = "VCNI_HTTP_EMFILE_CHILD";

@@ -17,7 +17,9 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV6, TcpListener, TcpStream,
+};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -283,7 +285,7 @@ impl HttpServer {
         let what = format!("listen on {}", addr.display());
         match addr {
             BindAddress::Tcp(a) => {
-                let l = TcpListener::bind(a).map_err(|e| with_context(e, &what))?;
+                let l = listen_tcp(a).map_err(|e| with_context(e, &what))?;
                 let local = l.local_addr().map_err(|e| with_context(e, &what))?;
                 Ok(HttpServer {
                     listener: Listener::Tcp(l),
@@ -440,6 +442,37 @@ impl Drop for HttpHandle {
     fn drop(&mut self) {
         self.stop_and_join();
     }
+}
+
+/// Listens on `addr`. The IPv6 wildcard `[::]` (what `:port` means) takes IPv4 and IPv6 both, as Go's
+/// `:port` does: the socket is dual-stack whatever `net.ipv6.bindv6only` says, and a node without IPv6
+/// (`ipv6.disable=1`: no AF_INET6 sockets) gets the IPv4 wildcard instead.
+pub fn listen_tcp(addr: &SocketAddr) -> io::Result<TcpListener> {
+    if addr.ip() != IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+        return TcpListener::bind(addr);
+    }
+    match listen_dual_stack(addr.port()) {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::AFNOSUPPORT.raw_os_error()) => {
+            TcpListener::bind((Ipv4Addr::UNSPECIFIED, addr.port()))
+        }
+        other => other,
+    }
+}
+
+fn listen_dual_stack(port: u16) -> io::Result<TcpListener> {
+    use rustix::net::{self, sockopt, AddressFamily, SocketFlags, SocketType};
+    let fd = net::socket_with(
+        AddressFamily::INET6,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    sockopt::set_ipv6_v6only(&fd, false)?;
+    // As std's TcpListener::bind: a restarted daemon rebinds while old connections sit in TIME_WAIT.
+    sockopt::set_socket_reuseaddr(&fd, true)?;
+    net::bind(&fd, &SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0))?;
+    net::listen(&fd, 128)?;
+    Ok(TcpListener::from(fd))
 }
 
 /// Connects once to our own listener so that a blocked accept() returns.

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::aws::stats::ApiCounters;
@@ -27,10 +27,11 @@ pub const METRICS_PORT: u16 = 61678;
 /// Content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Where the metrics endpoint listens: `:61678` on all IPv4 interfaces, as upstream.
+/// Where the metrics endpoint listens: `:61678`, every IPv4 and IPv6 address, as upstream (Go's `:port`
+/// is dual-stack; an IPv6 cluster's Prometheus scrapes the node's IPv6 address).
 pub fn metrics_bind_address() -> BindAddress {
     BindAddress::Tcp(SocketAddr::new(
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         METRICS_PORT,
     ))
 }
