@@ -675,6 +675,7 @@ impl Daemon {
                 (true, false) => info!("a /28 prefix was assigned again: single-address fallback ended"),
                 _ => {}
             }
+            st.outcome_recorded();
         }
         for eni in removed_enis {
             if let Err(e) = self.net.unwire_eni(&eni) {

@@ -13,7 +13,8 @@
 //! across an EC2 or IMDS call, so an ADD inside the warm pool never waits for EC2.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::ipam::store::CheckpointStore;
 use crate::ipam::{
@@ -33,7 +34,7 @@ pub enum Urgency {
 }
 
 /// How long an ADD waits for a growing pool before it is refused.
-pub const ADD_WAIT_FOR_GROWTH: std::time::Duration = std::time::Duration::from_secs(3);
+pub const ADD_WAIT_FOR_GROWTH: Duration = Duration::from_secs(3);
 
 /// The node's address state: the datastore and its planner, owned together.
 #[derive(Debug)]
@@ -46,6 +47,46 @@ pub struct NodeState {
     pub ready: bool,
     /// Counters for metrics.
     pub counters: Counters,
+    /// How many EC2 outcomes the planner has recorded; with `outcome_landed`, what an ADD waiting for the
+    /// pool to grow waits on.
+    outcomes: u64,
+    outcome_landed: Arc<Condvar>,
+}
+
+impl NodeState {
+    /// Fresh state: not ready, counters at zero.
+    pub fn new(ds: Datastore, pool: Pool) -> NodeState {
+        NodeState {
+            ds,
+            pool,
+            ready: false,
+            counters: Counters::default(),
+            outcomes: 0,
+            outcome_landed: Arc::new(Condvar::new()),
+        }
+    }
+
+    /// Says that an EC2 outcome was recorded in `pool`: ADDs waiting for addresses look again at once.
+    pub fn outcome_recorded(&mut self) {
+        self.outcomes += 1;
+        self.outcome_landed.notify_all();
+    }
+}
+
+/// Waits, with `st` unlocked, until an outcome beyond the first `seen` is recorded or `at_most` passes.
+fn wait_for_outcome(
+    st: MutexGuard<'_, NodeState>,
+    seen: u64,
+    at_most: Duration,
+) -> MutexGuard<'_, NodeState> {
+    if st.outcomes != seen {
+        return st;
+    }
+    let landed = Arc::clone(&st.outcome_landed);
+    match landed.wait_timeout_while(st, at_most, |st| st.outcomes == seen) {
+        Ok((st, _)) => st,
+        Err(poisoned) => poisoned.into_inner().0,
+    }
 }
 
 /// Request counters (upstream `awscni_add_ip_req_count`, `awscni_del_ip_req_count{reason}`, ...).
@@ -272,13 +313,14 @@ impl AddressManager for AddressService {
             // A pool that is too low but has nothing in flight gets a moment for the loop to plan.
             let waited = waited_since.elapsed();
             let growing = !st.pool.in_flight().is_empty()
-                || (waited < std::time::Duration::from_millis(300)
-                    && st.pool.assess(&st.ds, now).too_low);
+                || (waited < Duration::from_millis(300) && st.pool.assess(&st.ds, now).too_low);
             if growing && waited < ADD_WAIT_FOR_GROWTH {
+                let seen = st.outcomes;
                 drop(st);
                 (self.wake)(Urgency::Starved);
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                st = lock(&self.state);
+                // Woken by the outcome that brings addresses (also one that landed while the lock
+                // was free); 50 ms at most, to nudge the loop again if it has not planned yet.
+                st = wait_for_outcome(lock(&self.state), seen, Duration::from_millis(50));
                 continue;
             }
             st.counters.no_address += 1;
@@ -443,10 +485,61 @@ impl AddressService {
 
 /// Convenience for callers that want one of these over a fresh state.
 pub fn shared(ds: Datastore, pool: Pool) -> Arc<Mutex<NodeState>> {
-    Arc::new(Mutex::new(NodeState {
-        ds,
-        pool,
-        ready: false,
-        counters: Counters::default(),
-    }))
+    Arc::new(Mutex::new(NodeState::new(ds, pool)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipam::{DatastoreConfig, PoolConfig};
+
+    fn state() -> Arc<Mutex<NodeState>> {
+        let limits = crate::limits::lookup("m5.large").expect("m5.large in the table");
+        shared(
+            Datastore::new(DatastoreConfig::default()),
+            Pool::new(PoolConfig::default(), limits),
+        )
+    }
+
+    /// An ADD waiting for growth is woken by the outcome itself: with an hour to wait, it returns once
+    /// the loop records one.
+    #[test]
+    fn a_waiting_add_wakes_when_an_outcome_is_recorded() {
+        let st = state();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let st = Arc::clone(&st);
+            std::thread::spawn(move || {
+                let g = lock(&st);
+                let seen = g.outcomes;
+                tx.send(()).unwrap();
+                let g = wait_for_outcome(g, seen, Duration::from_secs(3600));
+                tx.send(()).unwrap();
+                g.outcomes
+            })
+        };
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        lock(&st).outcome_recorded();
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the waiter woke on the outcome");
+        assert_eq!(waiter.join().unwrap(), 1);
+    }
+
+    /// An outcome that landed while the ADD had the lock free (it woke the loop) is not waited for.
+    #[test]
+    fn an_outcome_that_landed_before_the_wait_is_not_waited_for() {
+        let st = state();
+        let seen = lock(&st).outcomes;
+        lock(&st).outcome_recorded();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let outcomes = wait_for_outcome(lock(&st), seen, Duration::from_secs(3600)).outcomes;
+            tx.send(outcomes).unwrap();
+        });
+        let outcomes = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no wait for an outcome already recorded");
+        assert_eq!(outcomes, seen + 1);
+        waiter.join().unwrap();
+    }
 }
