@@ -66,7 +66,7 @@ impl fmt::Display for HttpSetupError {
             HttpSetupError::BadCaBundle { path, detail } => write!(f, "CA bundle {path}: {detail}"),
             HttpSetupError::BadTimeout { value } => write!(
                 f,
-                "HTTP_TIMEOUT={value:?} is not valid: expected whole seconds (10 or more) or a duration like 15s"
+                "HTTP_TIMEOUT={value:?} is not valid: expected whole seconds or a duration like 15s, 500ms, 2m or 1h (under 10 s counts as 10 s)"
             ),
         }
     }
@@ -74,24 +74,15 @@ impl fmt::Display for HttpSetupError {
 
 impl std::error::Error for HttpSetupError {}
 
-/// Parses `HTTP_TIMEOUT` (seconds, optionally with an `s`/`ms`/`m` suffix); values under 10 s
-/// are raised to 10 s as upstream does.
+/// Parses `HTTP_TIMEOUT` (seconds, or a duration with a unit as every duration variable takes:
+/// [`crate::config::parse_duration`]); values under 10 s are raised to 10 s as upstream does.
 pub fn http_timeout(value: Option<&str>) -> Result<Duration, HttpSetupError> {
     let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(DEFAULT_HTTP_TIMEOUT);
     };
-    let bad = || HttpSetupError::BadTimeout {
+    let d = crate::config::parse_duration(v).ok_or_else(|| HttpSetupError::BadTimeout {
         value: v.to_string(),
-    };
-    let d = if let Some(ms) = v.strip_suffix("ms") {
-        Duration::from_millis(ms.parse().map_err(|_| bad())?)
-    } else if let Some(s) = v.strip_suffix('s') {
-        Duration::from_secs(s.parse().map_err(|_| bad())?)
-    } else if let Some(m) = v.strip_suffix('m') {
-        Duration::from_secs(60 * m.parse::<u64>().map_err(|_| bad())?)
-    } else {
-        Duration::from_secs(v.parse().map_err(|_| bad())?)
-    };
+    })?;
     Ok(d.max(DEFAULT_HTTP_TIMEOUT))
 }
 
