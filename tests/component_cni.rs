@@ -41,6 +41,13 @@ struct NodeOpts {
     tuning: bool,
 }
 
+/// CNI 1.0.0, aws-cni and portmap only.
+const PLAIN: NodeOpts = NodeOpts {
+    cni_version: "1.0.0",
+    bandwidth: false,
+    tuning: false,
+};
+
 impl Deref for Node {
     type Target = CniNode;
     fn deref(&self) -> &CniNode {
@@ -238,14 +245,7 @@ fn libcni_runs_twenty_pods_through_the_reference_chain_with_traffic_both_ways() 
 
 #[test]
 fn libcni_with_a_1_0_0_conflist() {
-    let node = Node::new(
-        "v100",
-        NodeOpts {
-            cni_version: "1.0.0",
-            bandwidth: false,
-            tuning: false,
-        },
-    );
+    let node = Node::new("v100", PLAIN);
     let mut client = node.client();
     let pods: Vec<Pod> = (0..5).map(pod).collect();
     for p in &pods {
@@ -265,14 +265,7 @@ fn libcni_with_a_1_0_0_conflist() {
 
 #[test]
 fn ipamd_deletes_the_veth_after_answering_the_del() {
-    let node = Node::new(
-        "reap",
-        NodeOpts {
-            cni_version: "1.0.0",
-            bandwidth: false,
-            tuning: false,
-        },
-    );
+    let node = Node::new("reap", PLAIN);
     let mut client = node.client();
     let p = pod(0);
     let ip = pod_ip(&ok(&client.call("add", &p, json!({})), "ADD"));
@@ -316,14 +309,7 @@ const PLUGIN_CONF: &str =
 
 #[test]
 fn bad_input_gets_spec_errors_and_leaves_nothing_behind() {
-    let mut node = Node::new(
-        "bad",
-        NodeOpts {
-            cni_version: "1.0.0",
-            bandwidth: false,
-            tuning: false,
-        },
-    );
+    let mut node = Node::new("bad", PLAIN);
     let p = pod(0);
     let netns = p.ns.path().display().to_string();
     type Env<'a> = Vec<(&'a str, &'a str)>;
@@ -461,14 +447,7 @@ fn del_works_with_ipamd_down_and_with_the_namespace_gone() {
 
 #[test]
 fn a_setup_failure_after_allocation_is_undone_and_the_address_released() {
-    let node = Node::new(
-        "undo",
-        NodeOpts {
-            cni_version: "1.0.0",
-            bandwidth: false,
-            tuning: false,
-        },
-    );
+    let node = Node::new("undo", PLAIN);
     let p = pod(0);
     // Something already holds the pod's interface name, so creating the veth fails after ipamd assigned.
     p.ns.ip(&[
@@ -494,14 +473,7 @@ fn a_setup_failure_after_allocation_is_undone_and_the_address_released() {
 
 #[test]
 fn check_names_what_is_broken() {
-    let node = Node::new(
-        "check",
-        NodeOpts {
-            cni_version: "1.0.0",
-            bandwidth: false,
-            tuning: false,
-        },
-    );
+    let node = Node::new("check", PLAIN);
     let mut client = node.client();
     let p = pod(0);
     let ip = pod_ip(&ok(&client.call("add", &p, json!({})), "ADD"));
@@ -532,14 +504,7 @@ fn check_names_what_is_broken() {
 
 #[test]
 fn status_and_gc_verbs_of_cni_1_1() {
-    let mut node = Node::new(
-        "gc",
-        NodeOpts {
-            cni_version: "1.0.0",
-            bandwidth: false,
-            tuning: false,
-        },
-    );
+    let mut node = Node::new("gc", PLAIN);
     let conf11 = r#"{"cniVersion":"1.1.0","name":"aws-cni","type":"aws-cni"}"#;
     let pods: Vec<Pod> = (0..3).map(pod).collect();
     let mut ips = Vec::new();
@@ -593,14 +558,7 @@ fn status_and_gc_verbs_of_cni_1_1() {
 
 #[test]
 fn concurrent_clients_get_distinct_addresses_and_working_pods() {
-    let node = Node::new(
-        "concurrent",
-        NodeOpts {
-            cni_version: "1.0.0",
-            bandwidth: false,
-            tuning: false,
-        },
-    );
+    let node = Node::new("concurrent", PLAIN);
     let node = &node;
     let ips: Vec<String> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..4)
@@ -637,14 +595,7 @@ fn concurrent_clients_get_distinct_addresses_and_working_pods() {
 
 #[test]
 fn del_of_an_old_sandbox_leaves_the_new_sandbox_of_the_same_pod_working() {
-    let node = Node::new(
-        "resandbox",
-        NodeOpts {
-            cni_version: "1.0.0",
-            bandwidth: false,
-            tuning: false,
-        },
-    );
+    let node = Node::new("resandbox", PLAIN);
     let mut client = node.client();
     let old = pod(0);
     let new = Pod {

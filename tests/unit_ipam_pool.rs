@@ -919,17 +919,7 @@ fn free_enis_go_whole_before_any_address_is_released() {
     }
     // Released addresses cool for 30 s before they may go.
     node.advance(Duration::from_secs(31));
-    assert!(node.settle(3, 80).is_some());
-    let calls = mutating(&node.ec2().calls);
-    println!("110 -> 0 pods: {calls:?}");
-    // Three ENIs deleted whole (their addresses go with them), one Unassign on the primary.
-    assert_eq!(calls.get("DeleteNetworkInterface"), Some(&3), "{calls:?}");
-    assert_eq!(
-        calls.get("UnassignPrivateIpAddresses"),
-        Some(&1),
-        "{calls:?}"
-    );
-    assert_eq!(node.shape(), (10, 1, 10));
+    assert_three_enis_deleted_and_one_unassign(&mut node, "110 -> 0 pods");
 }
 
 #[test]
@@ -971,9 +961,15 @@ fn a_burst_of_dels_is_released_once_it_is_over() {
         check_pool(&mut node);
         node.advance(Duration::from_millis(20));
     }
+    assert_three_enis_deleted_and_one_unassign(&mut node, "110 -> 0 pods, no cooldown");
+}
+
+/// After the 110 pods of `warm_ip_5_min_10` left: three ENIs deleted whole (their addresses go
+/// with them) and one Unassign on the primary, which keeps MINIMUM_IP_TARGET's 10.
+fn assert_three_enis_deleted_and_one_unassign(node: &mut Node, what: &str) {
     assert!(node.settle(3, 80).is_some());
     let calls = mutating(&node.ec2().calls);
-    println!("110 -> 0 pods, no cooldown: {calls:?}");
+    println!("{what}: {calls:?}");
     assert_eq!(calls.get("DeleteNetworkInterface"), Some(&3), "{calls:?}");
     assert_eq!(
         calls.get("UnassignPrivateIpAddresses"),

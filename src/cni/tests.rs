@@ -262,6 +262,22 @@ fn del_with_ipamd_down_tears_down_from_prev_result_and_succeeds() {
         .all(|o| !matches!(o, Op::DeleteHostLink { .. })));
 }
 
+/// A pod whose eth0's peer is host link 41.
+fn net_with_host_veth_41() -> RecordingNet {
+    RecordingNet {
+        host_veth: Some(41),
+        ..Default::default()
+    }
+}
+
+/// An ipamd whose reaper takes the veth of every pod it releases.
+fn ipamd_taking_veths() -> ScriptedIpamd {
+    ScriptedIpamd {
+        takes_veth: true,
+        ..Default::default()
+    }
+}
+
 /// What a DEL whose veth ipamd takes does to the kernel: the pod's rules and host route.
 fn handover_steps(ip: Ipv4Addr, link_index: u32) -> Vec<Op> {
     vec![
@@ -282,14 +298,8 @@ fn handover_steps(ip: Ipv4Addr, link_index: u32) -> Vec<Op> {
 
 #[test]
 fn del_hands_the_veth_to_ipamd_and_removes_only_rules_and_route() {
-    let ipamd = ScriptedIpamd {
-        takes_veth: true,
-        ..Default::default()
-    };
-    let mut net = RecordingNet {
-        host_veth: Some(41),
-        ..Default::default()
-    };
+    let ipamd = ipamd_taking_veths();
+    let mut net = net_with_host_veth_41();
     assert_eq!(run(&env("DEL"), CONF, &ipamd, &mut net), Ok(None));
     assert_eq!(ipamd.calls.borrow()[0], "del c0ffee PodDeleted veth 41");
     let ip: Ipv4Addr = "10.0.1.20".parse().unwrap();
@@ -298,24 +308,15 @@ fn del_hands_the_veth_to_ipamd_and_removes_only_rules_and_route() {
 
 #[test]
 fn del_with_prev_result_removes_rules_and_route_once_before_asking_ipamd() {
-    let ipamd = ScriptedIpamd {
-        takes_veth: true,
-        ..Default::default()
-    };
-    let mut net = RecordingNet {
-        host_veth: Some(41),
-        ..Default::default()
-    };
+    let ipamd = ipamd_taking_veths();
+    let mut net = net_with_host_veth_41();
     let conf = with_prev(CONF, "10.0.1.20", 2);
     assert_eq!(run(&env("DEL"), &conf, &ipamd, &mut net), Ok(None));
     let ip: Ipv4Addr = "10.0.1.20".parse().unwrap();
     // The same three steps as without prevResult, not repeated once ipamd names the same address.
     assert_eq!(net.applied, handover_steps(ip, 41));
     // ipamd answering another address than prevResult's: that one's rules and route go too.
-    let mut net = RecordingNet {
-        host_veth: Some(41),
-        ..Default::default()
-    };
+    let mut net = net_with_host_veth_41();
     let conf = with_prev(CONF, "10.0.1.99", 2);
     assert_eq!(run(&env("DEL"), &conf, &ipamd, &mut net), Ok(None));
     assert_eq!(net.applied.len(), 6, "{:?}", net.applied);
@@ -340,10 +341,7 @@ fn del_deletes_the_veth_itself_when_ipamd_does_not_take_it() {
             ..Default::default()
         },
     ] {
-        let mut net = RecordingNet {
-            host_veth: Some(41),
-            ..Default::default()
-        };
+        let mut net = net_with_host_veth_41();
         assert_eq!(run(&env("DEL"), CONF, &ipamd, &mut net), Ok(None));
         assert!(net.applied.contains(&Op::DeletePodLink {
             netns: "/run/netns/pod".into(),

@@ -46,8 +46,12 @@ pub const MIN_ENI_LIFETIME: Duration = Duration::from_secs(60);
 /// Freed blocks are not re-added from IMDS for this long (upstream `ipReconcileCooldown`).
 pub const RECONCILE_COOLDOWN: Duration = Duration::from_secs(60);
 /// How far back the planner looks at the pods' demand when it grows: a growth step asks for at
-/// least as many addresses as pods took in this window (not in upstream, see [`Pool::plan`]).
+/// least twice as many addresses as pods took in this window (not in upstream, see [`Pool::plan`]).
 pub const DEMAND_WINDOW: Duration = Duration::from_secs(10);
+
+/// The change in addresses held within [`DEMAND_WINDOW`] that makes a burst: one pod more or less
+/// is the ordinary pace, where upstream's rules alone decide.
+const BURST: u32 = 2;
 
 /// Warm-pool settings (the driver maps the environment onto these).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -368,43 +372,37 @@ impl Pool {
     /// How many more addresses pods hold now than at the lowest point of the window: the rate a
     /// burst of ADDs drains the pool at, per window.
     fn recent_rise(&self, assigned: u32) -> u32 {
-        let low = self
-            .demand
-            .iter()
-            .map(|(_, a)| *a)
-            .min()
-            .unwrap_or(assigned);
-        assigned.saturating_sub(low)
+        let low = self.demand.iter().map(|(_, a)| *a).min();
+        assigned.saturating_sub(low.unwrap_or(assigned))
+    }
+
+    /// How many fewer addresses pods hold now than at the highest point of the window.
+    fn recent_fall(&self, assigned: u32) -> u32 {
+        let high = self.demand.iter().map(|(_, a)| *a).max();
+        high.unwrap_or(assigned).saturating_sub(assigned)
     }
 
     /// The addresses a burst asks for beyond the targets: twice the recent rise, so that the steps
     /// of a continuing burst double (a step ends once pods have taken as many again); 0 without
     /// a burst, where the targets alone decide.
     fn burst_demand(&self, assigned: u32) -> u32 {
-        let rise = self.recent_rise(assigned);
-        if rise < 2 {
-            0
+        if self.pods_arriving(assigned) {
+            self.recent_rise(assigned).saturating_mul(2)
         } else {
-            rise.saturating_mul(2)
+            0
         }
     }
 
-    /// Whether pods are arriving in a burst: at least two more addresses held now than at the
-    /// lowest point of the window.
+    /// Whether pods are arriving in a burst: at least [`BURST`] more addresses held now than at
+    /// the lowest point of the window.
     fn pods_arriving(&self, assigned: u32) -> bool {
-        self.recent_rise(assigned) >= 2
+        self.recent_rise(assigned) >= BURST
     }
 
-    /// Whether pods are leaving in a burst: at least two fewer addresses held now than at the
-    /// highest point of the window.
+    /// Whether pods are leaving in a burst: at least [`BURST`] fewer addresses held now than at
+    /// the highest point of the window.
     fn pods_leaving(&self, assigned: u32) -> bool {
-        let high = self
-            .demand
-            .iter()
-            .map(|(_, a)| *a)
-            .max()
-            .unwrap_or(assigned);
-        high.saturating_sub(assigned) >= 2
+        self.recent_fall(assigned) >= BURST
     }
 
     /// Upstream `isENIAttachmentAllowed`: while ipamd is terminating, or the node is unschedulable
