@@ -882,15 +882,21 @@ fn burst(node: &mut Node, first: u32, n: u32) {
     }
 }
 
+/// From the settled start, 110 pods 10 ms apart, then settled again: the mutating EC2 calls of the
+/// burst.
+fn fill_with_110_pods(node: &mut Node) -> std::collections::BTreeMap<String, usize> {
+    assert!(node.settle(3, 50).is_some());
+    node.ec2().calls.clear();
+    burst(node, 1, 110);
+    assert!(node.settle(3, 50).is_some());
+    mutating(&node.ec2().calls)
+}
+
 #[test]
 fn a_burst_of_adds_grows_the_pool_in_doubling_steps() {
     // m5.4xlarge-like: 8 ENIs x 29 secondary addresses, max pods 110.
     let mut node = warm_ip_5_min_10(Duration::from_secs(30));
-    assert!(node.settle(3, 50).is_some());
-    node.ec2().calls.clear();
-    burst(&mut node, 1, 110);
-    assert!(node.settle(3, 50).is_some());
-    let calls = mutating(&node.ec2().calls);
+    let calls = fill_with_110_pods(&mut node);
     println!("0 -> 110 pods: {calls:?}");
     // The fewest calls for the end state (4 ENIs): 1 Assign on the primary, 3 x (Create, Attach,
     // Modify). Growing by the warm target alone took 97 Assign calls here.
@@ -907,9 +913,7 @@ fn a_burst_of_adds_grows_the_pool_in_doubling_steps() {
 #[test]
 fn free_enis_go_whole_before_any_address_is_released() {
     let mut node = warm_ip_5_min_10(Duration::from_secs(30));
-    assert!(node.settle(3, 50).is_some());
-    burst(&mut node, 1, 110);
-    assert!(node.settle(3, 50).is_some());
+    fill_with_110_pods(&mut node);
     // Past the ENIs' minimum lifetime, then every pod goes within a second.
     node.advance(Duration::from_secs(60));
     node.ec2().calls.clear();
@@ -933,11 +937,7 @@ fn a_burst_of_adds_in_prefix_mode_asks_for_prefixes_in_doubling_steps() {
         },
         M4_4XLARGE,
     );
-    assert!(node.settle(3, 50).is_some());
-    node.ec2().calls.clear();
-    burst(&mut node, 1, 110);
-    assert!(node.settle(3, 50).is_some());
-    let calls = mutating(&node.ec2().calls);
+    let calls = fill_with_110_pods(&mut node);
     println!("0 -> 110 pods, prefixes: {calls:?}");
     // 7 prefixes hold 110 pods: one more prefix per call took 6 calls; 1, 2, 4 take 3.
     let assigns = calls.get("AssignPrivateIpAddresses").copied().unwrap_or(0);
@@ -951,9 +951,7 @@ fn a_burst_of_dels_is_released_once_it_is_over() {
     // IP_COOLDOWN_PERIOD=0: each DEL's address is free at once, and the pool is checked after each
     // DEL as the daemon does.
     let mut node = warm_ip_5_min_10(Duration::ZERO);
-    assert!(node.settle(3, 50).is_some());
-    burst(&mut node, 1, 110);
-    assert!(node.settle(3, 50).is_some());
+    fill_with_110_pods(&mut node);
     node.advance(Duration::from_secs(60));
     node.ec2().calls.clear();
     for p in 1..=110 {
